@@ -1,0 +1,66 @@
+"""Checking render requests in the caller's thread (SPEC §4, §10).
+
+A request is a dict with ``qpos`` (``[B, K]``) and ``seed`` (int, entry ``i`` gets
+``seed + i``) or ``seeds`` (``[B]``, wins if both are given); every other key is
+passed through to the response unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Request", "Response", "check_request"]
+
+Request = dict[str, Any]
+Response = dict[str, Any]
+
+_SEED_MOD = 2**64
+
+
+def check_request(batch: Request, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validates a request; returns ``(qpos float64 [B, K], seeds uint64 [B])``.
+
+    Raises:
+        TypeError: ``batch`` is not a dict, or ``seed`` is not an int.
+        ValueError: qpos missing, not 2-D, with too few columns (names how many are
+            needed), or with NaN/inf; neither ``seed`` nor ``seeds``; ``seeds`` of
+            the wrong length.
+    """
+    if not isinstance(batch, dict):
+        raise TypeError(f"a render request must be a dict with 'qpos' and 'seed' or 'seeds', got {type(batch).__name__}")
+    if "qpos" not in batch:
+        raise ValueError(f"the request has no 'qpos' (array [B, {columns}] of joint states); keys: {sorted(batch)}")
+    try:
+        qpos = np.asarray(batch["qpos"], dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"qpos must be a numeric array [B, {columns}]: {e}") from None
+    if qpos.ndim != 2:
+        raise ValueError(f"qpos must be two-dimensional [B, K] with K >= {columns}, got shape {qpos.shape}")
+    if qpos.shape[1] < columns:
+        raise ValueError(
+            f"qpos has {qpos.shape[1]} columns but the mapping needs at least {columns} (shape {qpos.shape})"
+        )
+    if not np.isfinite(qpos).all():
+        bad = np.argwhere(~np.isfinite(qpos))[0]
+        raise ValueError(f"qpos contains NaN or inf (first at entry {bad[0]}, column {bad[1]}); all values must be finite")
+    n = qpos.shape[0]
+    if batch.get("seeds") is not None:
+        seeds = np.asarray(batch["seeds"])
+        if seeds.ndim != 1 or seeds.shape[0] != n:
+            raise ValueError(f"seeds must be an array [B] with B = {n} (one per qpos row), got shape {seeds.shape}")
+        if seeds.dtype.kind not in "iu":
+            if seeds.dtype.kind == "f" and np.all(np.isfinite(seeds)) and np.all(seeds == np.round(seeds)):
+                seeds = seeds.astype(np.int64)
+            else:
+                raise ValueError(f"seeds must be integers, got dtype {seeds.dtype}")
+        seeds = (seeds.astype(object) % _SEED_MOD).astype(np.uint64) if seeds.dtype.kind == "i" else seeds.astype(np.uint64)
+    elif batch.get("seed") is not None:
+        seed = batch["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int (entry i renders with seed + i), got {seed!r}")
+        seeds = np.array([(int(seed) + i) % _SEED_MOD for i in range(n)], dtype=np.uint64)
+    else:
+        raise ValueError("the request has neither 'seed' (int) nor 'seeds' (array [B]): give one")
+    return qpos, seeds

@@ -1,0 +1,40 @@
+"""Shared fixtures: the shipped Dactyl scene, its sample states, small render configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import orrb
+
+DACTYL_CAMERAS = ["vision_cam_left", "vision_cam_right", "vision_cam_top"]
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> str:
+    return orrb.utils.package_relative_path("assets")
+
+
+@pytest.fixture(scope="session")
+def dactyl_states(assets_dir) -> np.ndarray:
+    """``float64 [64, 31]`` plausible Dactyl states in mapping order."""
+    return np.loadtxt(f"{assets_dir}/states/qpos.csv", delimiter=",")
+
+
+def dactyl_config(**fields) -> orrb.RemoteRendererConfig:
+    """A config for the shipped Dactyl scene (no components unless given); fields override."""
+    config = orrb.RemoteRendererConfig()
+    config.camera_names = list(DACTYL_CAMERAS)
+    config.image_width = 64
+    config.image_height = 64
+    config.model_xml_path = "dactyl.xml"
+    config.model_mapping_path = "dactyl.mapping"
+    config.asset_basedir = orrb.utils.package_relative_path("assets")
+    for name, value in fields.items():
+        setattr(config, name, value)
+    return config
+
+
+@pytest.fixture
+def make_dactyl_config():
+    return dactyl_config

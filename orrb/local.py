@@ -49,6 +49,8 @@ class LocalRenderer:
         self.config = config.copy()
         self._initial_renderer_config = renderer_config.copy() if renderer_config is not None else None
         self._columns = None
+        self._class_names: list[str] | None = None
+        self._model = None
         self._renderer_config: RendererConfig | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -70,6 +72,8 @@ class LocalRenderer:
                 self._executor = None
                 raise
             self._columns = self._engine.columns
+            self._class_names = list(self._engine.class_names)
+            self._model = self._engine.model
             self._renderer_config = self._engine.renderer_config()
         return self
 
@@ -105,20 +109,23 @@ class LocalRenderer:
     @property
     def columns(self) -> int:
         """How many qpos columns a request needs."""
-        self.start()
+        if self._columns is None:
+            self.start()
         return self._columns
 
     @property
     def class_names(self) -> list[str]:
         """Segmentation class names by id (0 = background)."""
-        self.start()
-        return list(self._engine.class_names)
+        if self._class_names is None:
+            self.start()
+        return list(self._class_names)
 
     @property
     def model(self):
         """The engine's compiled ``mujoco.MjModel`` (read it; do not edit it)."""
-        self.start()
-        return self._engine.model
+        if self._model is None:
+            self.start()
+        return self._model
 
     # -- rendering -------------------------------------------------------------------------------
     def _submit(self, batch: Request) -> concurrent.futures.Future:

@@ -55,12 +55,13 @@ def check_request(batch: Request, columns: int) -> tuple[np.ndarray, np.ndarray]
                 seeds = seeds.astype(np.int64)
             else:
                 raise ValueError(f"seeds must be integers, got dtype {seeds.dtype}")
-        seeds = (seeds.astype(object) % _SEED_MOD).astype(np.uint64) if seeds.dtype.kind == "i" else seeds.astype(np.uint64)
+        # negative seeds wrap modulo 2**64 (two's complement), as unsigned seeds do
+        seeds = seeds.astype(np.int64).view(np.uint64) if seeds.dtype.kind == "i" else seeds.astype(np.uint64)
     elif batch.get("seed") is not None:
         seed = batch["seed"]
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int (entry i renders with seed + i), got {seed!r}")
-        seeds = np.array([(int(seed) + i) % _SEED_MOD for i in range(n)], dtype=np.uint64)
+        seeds = np.uint64(int(seed) % _SEED_MOD) + np.arange(n, dtype=np.uint64)  # wraps modulo 2**64
     else:
         raise ValueError("the request has neither 'seed' (int) nor 'seeds' (array [B]): give one")
     return qpos, seeds

@@ -1,0 +1,336 @@
+"""The render engine through LocalRenderer: modalities, geometry, determinism, mapping, settings."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+import orrb
+from conftest import DACTYL_CAMERAS, dactyl_config
+
+BOX_XML = """
+<mujoco>
+  <visual><global offwidth="320" offheight="240"/></visual>
+  <worldbody>
+    <light pos="0 0 3" dir="0 0 -1"/>
+    <body name="box" pos="0 0 0.5">
+      <joint name="slide_x" type="slide" axis="1 0 0"/>
+      <joint name="ball" type="ball"/>
+      <geom name="thing:box" type="box" size="0.2 0.2 0.1" rgba="0.8 0.2 0.2 1"/>
+    </body>
+    <camera name="down" pos="0 0 2" quat="1 0 0 0" fovy="45"/>
+    <camera name="tilted" pos="0 -1.5 1.8" xyaxes="1 0 0 0 0.7 0.7" fovy="50"/>
+  </worldbody>
+</mujoco>
+"""
+
+
+@pytest.fixture
+def box_scene(tmp_path):
+    xml = tmp_path / "box.xml"
+    xml.write_text(BOX_XML)
+    mapping = tmp_path / "box.mapping"
+    mapping.write_text("# joint, index\nslide_x, 0\nball, 1\n")
+    return tmp_path
+
+
+def box_config(box_scene, **fields):
+    config = orrb.RemoteRendererConfig(
+        camera_names=["down"], image_width=64, image_height=48, model_xml_path="box.xml",
+        model_mapping_path="box.mapping", asset_basedir=str(box_scene))
+    for k, v in fields.items():
+        setattr(config, k, v)
+    return config
+
+
+IDENTITY = [0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def dactyl_all_modalities():
+    config = dactyl_config(render_depth=True, render_normals=True, render_segmentation=True)
+    with orrb.LocalRenderer(config) as renderer:
+        yield renderer
+
+
+def test_every_modality_has_its_shape_and_dtype(dactyl_all_modalities, dactyl_states):
+    batch = {"qpos": dactyl_states[:3], "seed": 5, "user_key": "kept"}
+    result = dactyl_all_modalities.render_batch(batch)
+    assert result["user_key"] == "kept" and result["seed"] == 5
+    assert result["qpos"] is batch["qpos"]
+    for camera in DACTYL_CAMERAS:
+        assert result[camera].shape == (3, 64, 64, 3) and result[camera].dtype == np.uint8
+        assert result[f"{camera}_depth"].shape == (3, 64, 64) and result[f"{camera}_depth"].dtype == np.float32
+        assert result[f"{camera}_normals"].shape == (3, 64, 64, 3) and result[f"{camera}_normals"].dtype == np.float32
+        assert result[f"{camera}_segmentation"].shape == (3, 64, 64)
+        assert result[f"{camera}_segmentation"].dtype == np.uint8
+        assert result[camera].std() > 10, "image is blank"
+        normals = result[f"{camera}_normals"]
+        assert normals.min() >= 0 and normals.max() <= 1
+
+
+def test_alpha_channel_marks_geometry(box_scene):
+    with orrb.LocalRenderer(box_config(box_scene, render_alpha=True, render_depth=True)) as renderer:
+        result = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})
+    rgba, depth = result["down"], result["down_depth"]
+    assert rgba.shape == (1, 48, 64, 4)
+    np.testing.assert_array_equal(rgba[..., 3] == 255, depth > 0)
+    assert (rgba[..., 3] == 0).any() and (rgba[..., 3] == 255).any()
+
+
+def test_segmentation_contains_cube_robot_and_background(dactyl_all_modalities, dactyl_states):
+    names = dactyl_all_modalities.class_names
+    assert names[0] == "background" and {"cube", "robot0"} <= set(names)
+    result = dactyl_all_modalities.render_batch({"qpos": dactyl_states[:2], "seed": 0})
+    for camera in DACTYL_CAMERAS:
+        present = set(np.unique(result[f"{camera}_segmentation"]))
+        assert {names.index("cube"), names.index("robot0")} <= present
+
+
+def test_segmentation_background_is_zero_where_nothing_is_hit(box_scene):
+    with orrb.LocalRenderer(box_config(box_scene, render_segmentation=True, render_depth=True)) as renderer:
+        result = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})
+    seg, depth = result["down_segmentation"][0], result["down_depth"][0]
+    assert renderer.class_names == ["background", "thing"]
+    # segmentation is rendered without anti-aliasing, depth is resolved from the MSAA pass:
+    # they may disagree only on the silhouette's edge pixels
+    disagree = (seg == 1) != (depth > 0)
+    assert disagree.mean() < 0.01
+    assert seg[0, 0] == 0 and seg[24, 32] == 1
+
+
+def test_same_seed_gives_identical_pixels_and_no_component_means_seed_is_irrelevant(
+        dactyl_all_modalities, dactyl_states):
+    batch = {"qpos": dactyl_states[:2], "seed": 1}
+    first = dactyl_all_modalities.render_batch(batch)
+    second = dactyl_all_modalities.render_batch(dict(batch))
+    other_seed = dactyl_all_modalities.render_batch({"qpos": dactyl_states[:2], "seeds": np.array([77, 99])})
+    for key in first:
+        if key.startswith("vision_cam"):
+            np.testing.assert_array_equal(first[key], second[key])
+            np.testing.assert_array_equal(first[key], other_seed[key])
+
+
+def test_entry_renders_the_same_alone_or_in_a_batch(dactyl_all_modalities, dactyl_states):
+    batch = dactyl_all_modalities.render_batch({"qpos": dactyl_states[:4], "seed": 10})
+    alone = dactyl_all_modalities.render_batch({"qpos": dactyl_states[2:3], "seeds": [12]})
+    for camera in DACTYL_CAMERAS:
+        np.testing.assert_array_equal(batch[camera][2], alone[camera][0])
+
+
+def _camera_ray_depth(model, data, cam_id, row, col, width, height):
+    """Depth along the camera axis of the first visible geom hit through pixel (row, col)."""
+    fovy = np.radians(model.cam_fovy[cam_id])
+    f = (height / 2) / np.tan(fovy / 2)
+    direction_cam = np.array([(col + 0.5 - width / 2) / f, (height / 2 - row - 0.5) / f, -1.0])
+    xmat = data.cam_xmat[cam_id].reshape(3, 3)
+    direction = xmat @ direction_cam
+    geomid = np.zeros(1, np.int32)
+    groups = np.array([1, 1, 1, 0, 0, 0], np.uint8)
+    distance = mujoco.mj_ray(model, data, data.cam_xpos[cam_id], direction, groups, 1, -1, geomid)
+    return distance, geomid[0]  # direction has unit z component, so distance is depth along the axis
+
+
+def test_depth_at_cube_centre_matches_ray_distance_along_camera_axis(dactyl_states):
+    size = 200
+    config = dactyl_config(image_width=size, image_height=size, render_depth=True)
+    with orrb.LocalRenderer(config) as renderer:
+        result = renderer.render_batch({"qpos": dactyl_states[:3], "seed": 0})
+        model = renderer.model
+    data = mujoco.MjData(model)
+    mapping = orrb.scene.Mapping(model, config.resolve(config.model_mapping_path))
+    full = mapping.apply(dactyl_states[:3])
+    cube_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "cube")
+    for i in range(3):
+        data.qpos[:] = full[i]
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_camlight(model, data)
+        for camera in DACTYL_CAMERAS:
+            cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            rel = data.cam_xmat[cam_id].reshape(3, 3).T @ (data.xpos[cube_body] - data.cam_xpos[cam_id])
+            f = (size / 2) / np.tan(np.radians(model.cam_fovy[cam_id]) / 2)
+            col = int(size / 2 + f * rel[0] / -rel[2])
+            row = int(size / 2 - f * rel[1] / -rel[2])
+            expected, geom = _camera_ray_depth(model, data, cam_id, row, col, size, size)
+            assert model.geom_bodyid[geom] == cube_body, "the ray through the cube centre pixel misses the cube"
+            depth = result[f"{camera}_depth"][i, row, col]
+            assert abs(depth - expected) < 0.01, (camera, depth, expected)
+
+
+def test_depth_is_zero_where_nothing_is_hit(box_scene):
+    with orrb.LocalRenderer(box_config(box_scene, render_depth=True)) as renderer:
+        depth = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})["down_depth"][0]
+    assert depth[0, 0] == 0
+    # the box top (z = 0.6) is 1.4 m below the camera at z = 2
+    assert abs(depth[24, 32] - 1.4) < 1e-3
+
+
+def test_normals_of_a_face_on_box_point_at_the_camera(box_scene):
+    with orrb.LocalRenderer(box_config(box_scene, render_normals=True, render_depth=True)) as renderer:
+        result = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})
+    encoded = result["down_normals"][0]
+    face = result["down_depth"][0] > 0
+    normals = encoded[face] * 2 - 1
+    angle = np.degrees(np.arccos(np.clip(normals @ np.array([0, 0, 1.0]), -1, 1)))
+    assert angle.max() < 2.0
+    np.testing.assert_array_equal(encoded[~face], 0)
+
+
+def test_normals_of_a_tilted_view_match_the_face_normal_in_camera_space(box_scene):
+    config = box_config(box_scene, camera_names=["tilted"], render_normals=True, render_segmentation=True)
+    with orrb.LocalRenderer(config) as renderer:
+        result = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})
+        model = renderer.model
+    cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "tilted")
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    mujoco.mj_camlight(model, data)
+    up_in_camera = data.cam_xmat[cam_id].reshape(3, 3).T @ np.array([0, 0, 1.0])
+    normals = result["tilted_normals"][0] * 2 - 1
+    # pixels of the box's top face: normals within 2 degrees of the world z axis seen from the camera
+    top = (result["tilted_segmentation"][0] == 1) & (normals @ up_in_camera > np.cos(np.radians(10)))
+    assert top.sum() > 50
+    angle = np.degrees(np.arccos(np.clip(normals[top] @ up_in_camera, -1, 1)))
+    assert np.median(angle) < 2.0
+
+
+def test_qpos_change_moves_the_cube_in_the_image(box_scene):
+    with orrb.LocalRenderer(box_config(box_scene, render_segmentation=True)) as renderer:
+        result = renderer.render_batch({"qpos": [IDENTITY, [0.3, 1, 0, 0, 0]], "seed": 0})
+    seg = result["down_segmentation"]
+    cols = [np.nonzero(seg[i] == 1)[1].mean() for i in range(2)]
+    assert cols[1] > cols[0] + 5, "sliding +x must move the box to the right in a downward camera"
+
+
+def test_mapping_places_joints_at_their_qpos_indices(dactyl_states):
+    config = dactyl_config(render_segmentation=True)
+    with orrb.LocalRenderer(config) as renderer:
+        model = renderer.model
+        mapping = orrb.scene.Mapping(model, config.resolve(config.model_mapping_path))
+        state = dactyl_states[0].copy()
+        full = mapping.apply(state[None])[0]
+        for name, index, width in (("robot0:WRJ1", 0, 1), ("robot0:THJ0", 23, 1), ("cube:cube_tx", 24, 1),
+                                   ("cube:cube_tz", 26, 1), ("cube:cube_rot", 27, 4)):
+            jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            adr = model.jnt_qposadr[jid]
+            expected = state[index:index + width]
+            if width == 4:
+                expected = expected / np.linalg.norm(expected)
+            np.testing.assert_allclose(full[adr:adr + width], expected)
+        # a rotation of the ball joint (columns 27-30) rotates the cube, not the hand
+        rotated = state.copy()
+        rotated[27:31] = [np.cos(np.pi / 8), 0, 0, np.sin(np.pi / 8)]
+        state[27:31] = [1, 0, 0, 0]
+        result = renderer.render_batch({"qpos": np.stack([state, rotated]), "seed": 0})
+    cube = renderer.class_names.index("cube")
+    changed = result["vision_cam_top"][0] != result["vision_cam_top"][1]
+    seg = result["vision_cam_top_segmentation"]
+    cube_pixels = (seg[0] == cube) | (seg[1] == cube)
+    assert changed.any(axis=-1)[cube_pixels].mean() > 0.2
+    assert not changed.any(axis=-1)[~cube_pixels].any() or changed.any(axis=-1)[~cube_pixels].mean() < 0.01
+
+
+def test_extra_qpos_columns_are_ignored(box_scene):
+    with orrb.LocalRenderer(box_config(box_scene)) as renderer:
+        narrow = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})["down"]
+        wide = renderer.render_batch({"qpos": [IDENTITY + [5.0, 6.0, 7.0]], "seed": 0})["down"]
+    np.testing.assert_array_equal(narrow, wide)
+
+
+def test_without_mapping_qpos_is_the_full_model_qpos(box_scene):
+    config = box_config(box_scene, model_mapping_path=None)
+    with orrb.LocalRenderer(config) as renderer:
+        assert renderer.columns == 5  # slide (1) + ball (4)
+        result = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})
+    assert result["down"].shape == (1, 48, 64, 3)
+
+
+def test_images_larger_than_the_model_framebuffer_grow_it(box_scene):
+    config = box_config(box_scene, image_width=800, image_height=600)  # model allows 320x240
+    with orrb.LocalRenderer(config) as renderer:
+        image = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})["down"]
+    assert image.shape == (1, 600, 800, 3)
+    assert image[0, 300, 400].tolist() != image[0, 0, 0].tolist()
+
+
+def test_row_zero_is_the_top_of_the_image(box_scene):
+    # the tilted camera looks down and forward: the floor-less scene shows the box in the lower half
+    # when the box is moved towards the camera; compare with the projection of the box centre
+    config = box_config(box_scene, camera_names=["tilted"], render_segmentation=True)
+    with orrb.LocalRenderer(config) as renderer:
+        seg = renderer.render_batch({"qpos": [IDENTITY], "seed": 0})["tilted_segmentation"][0]
+        model = renderer.model
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    mujoco.mj_camlight(model, data)
+    cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "tilted")
+    rel = data.cam_xmat[cam].reshape(3, 3).T @ (data.xpos[1] - data.cam_xpos[cam])
+    f = 24 / np.tan(np.radians(25))
+    expected_row = 24 - f * rel[1] / -rel[2]
+    assert abs(np.nonzero(seg == 1)[0].mean() - expected_row) < 3
+
+
+def test_msaa_setting_changes_edges_and_is_data(box_scene):
+    images = []
+    for samples in (0, 4):
+        config = box_config(box_scene, camera_names=["tilted"])
+        config.render_settings = orrb.RenderSettings(msaa_samples=samples)
+        with orrb.LocalRenderer(config) as renderer:
+            images.append(renderer.render_batch({"qpos": [IDENTITY], "seed": 0})["tilted"][0])
+    assert (images[0] != images[1]).any()
+    edge_colours = [len(np.unique(im.reshape(-1, 3), axis=0)) for im in images]
+    assert edge_colours[1] > edge_colours[0], "anti-aliasing must add intermediate edge colours"
+
+
+def test_hide_component_removes_geoms_from_every_modality_and_update_shows_them(dactyl_states):
+    config = dactyl_config(camera_names=["vision_cam_top"], render_segmentation=True, render_depth=True)
+    chain = orrb.RendererConfig()
+    chain.add("Hide", "hide_cube", geom_prefix="cube:")
+    with orrb.LocalRenderer(config, renderer_config=chain) as renderer:
+        cube = renderer.class_names.index("cube")
+        hidden = renderer.render_batch({"qpos": dactyl_states[:1], "seed": 0})
+        assert not (hidden["vision_cam_top_segmentation"] == cube).any()
+        show = orrb.RendererConfig()
+        show.add("Hide", "hide_cube", geom_prefix="")
+        renderer.update(show)
+        shown = renderer.render_batch({"qpos": dactyl_states[:1], "seed": 0})
+        assert (shown["vision_cam_top_segmentation"] == cube).any()
+        assert (shown["vision_cam_top_depth"] != hidden["vision_cam_top_depth"]).any()
+        disabled = orrb.RendererConfig()
+        disabled.add("Hide", "hide_cube", geom_prefix="cube:", enabled=False)
+        renderer.update(disabled)
+        again = renderer.render_batch({"qpos": dactyl_states[:1], "seed": 0})
+        np.testing.assert_array_equal(again["vision_cam_top"], shown["vision_cam_top"])
+        assert renderer.mutable_renderer_config()["hide_cube"]["enabled"] is False
+
+
+def test_hide_by_body_prefix_hides_the_subtree(dactyl_states):
+    config = dactyl_config(camera_names=["vision_cam_top"], render_segmentation=True)
+    chain = orrb.RendererConfig()
+    chain.add("Hide", "hide_hand", body_prefix="robot0:hand mount")
+    with orrb.LocalRenderer(config, renderer_config=chain) as renderer:
+        seg = renderer.render_batch({"qpos": dactyl_states[:1], "seed": 0})["vision_cam_top_segmentation"]
+        assert not (seg == renderer.class_names.index("robot0")).any()
+
+
+def test_async_render_delivers_to_queue_and_future(box_scene):
+    import queue
+
+    with orrb.LocalRenderer(box_config(box_scene)) as renderer:
+        results = queue.Queue()
+        futures = [renderer.render_batch_async({"qpos": [IDENTITY], "seed": i, "tag": i}, results) for i in range(3)]
+        got = sorted(results.get(timeout=30)["tag"] for _ in range(3))
+        assert got == [0, 1, 2]
+        assert futures[0].result()["down"].shape == (1, 48, 64, 3)
+
+
+def test_renderer_works_from_another_thread_after_a_second_renderer_took_the_context(box_scene):
+    # MEASURED.md trap: a GL context that is no longer current renders black frames
+    with orrb.LocalRenderer(box_config(box_scene)) as first:
+        before = first.render_batch({"qpos": [IDENTITY], "seed": 0})["down"]
+        with orrb.LocalRenderer(box_config(box_scene, camera_names=["tilted"])) as second:
+            second.render_batch({"qpos": [IDENTITY], "seed": 0})
+            after = first.render_batch({"qpos": [IDENTITY], "seed": 0})["down"]
+    np.testing.assert_array_equal(before, after)
+    assert before.std() > 5

@@ -150,7 +150,7 @@ class RenderEngine:
     def _make_context(self, model: mujoco.MjModel) -> None:
         if self._gl is None:
             try:
-                self._gl = mujoco.GLContext(max(self.width, 1), max(self.height, 1))
+                self._gl = _gl_context_class()(max(self.width, 1), max(self.height, 1))
             except Exception as e:
                 raise RendererError(
                     f"cannot create an OpenGL context (MUJOCO_GL={__import__('os').environ.get('MUJOCO_GL')!r}): {e}. "
@@ -390,6 +390,29 @@ class RenderEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _gl_context_class():
+    """The GL context class to render with.
+
+    MuJoCo picks its backend from ``MUJOCO_GL`` when ``mujoco`` is first imported;
+    a user who imported mujoco before orrb (with nothing set) would get GLFW, which
+    fails without a display. orrb renders offscreen only: EGL unless the user chose
+    another backend explicitly.
+    """
+    import os
+
+    backend = os.environ.get("MUJOCO_GL", "").lower().strip()
+    if backend in ("", "egl") or (backend in ("glfw", "enable", "enabled", "on", "true", "1")
+                                  and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        from mujoco.egl import GLContext
+
+        return GLContext
+    if backend == "osmesa":
+        from mujoco.osmesa import GLContext
+
+        return GLContext
+    return mujoco.GLContext
 
 
 def normals_from_depth(depth: np.ndarray, fovy_deg: np.ndarray) -> np.ndarray:

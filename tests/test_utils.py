@@ -85,3 +85,18 @@ def test_regular_install_finds_assets_and_renders_from_another_directory(tmp_pat
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_rendering_works_when_mujoco_was_imported_before_orrb_without_a_display():
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
+    code = (
+        "import mujoco, numpy as np\n"
+        "import orrb\n"
+        "c = orrb.RemoteRendererConfig(camera_names=['vision_cam_top'], image_width=32, image_height=32,"
+        " model_xml_path='dactyl.xml', asset_basedir=orrb.utils.package_relative_path('assets'))\n"
+        "with orrb.LocalRenderer(c) as r:\n"
+        "    print(r.render_batch({'qpos': np.zeros((1, r.columns)), 'seed': 0})['vision_cam_top'].std() > 5)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -81,6 +81,7 @@ def contact_sheet(
     column_labels: Sequence[str] | None = None,
     title: str | None = None,
     gap: int = 4,
+    tile_boxes: list | None = None,
 ) -> np.ndarray:
     """Lays out a response as one labelled picture.
 
@@ -93,6 +94,8 @@ def contact_sheet(
         column_labels: one label per entry (default ``"#i"``).
         title: a line of text above the grid.
         gap: pixels between tiles.
+        tile_boxes: if given, a list that receives ``(row_label, entry, y, x, h, w)`` for
+            every tile (where each picture sits in the sheet).
 
     Returns:
         ``uint8 [H, W, 3]``.
@@ -118,6 +121,8 @@ def contact_sheet(
         # one slice assignment per row: [B, h, w, 3] -> [h, B, w + gap, 3] strip
         strip = sheet[y:y + h, label_w:label_w + b * (w + gap)].reshape(h, b, w + gap, 3)
         strip[:, :, :w] = pictures.transpose(1, 0, 2, 3)
+        if tile_boxes is not None:
+            tile_boxes.extend((rows[r][0], i, y, label_w + i * (w + gap), h, w) for i in range(b))
 
     image = Image.fromarray(sheet)
     draw = ImageDraw.Draw(image)

@@ -1,0 +1,272 @@
+"""PostProcessingRandomizer: colour grading, bloom, ambient occlusion and film grain on the whole batch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from orrb.components.base import Component, register
+from orrb.components.properties import RandomizerProperties, prop
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+_DOWN = 4  # bloom and ambient occlusion work on images downsampled by this factor
+_BLOOM_THRESHOLD = 0.75  # luminance above which pixels bloom
+_BLOOM_GAIN = 0.35  # bloom added at intensity 1
+_AO_RADIUS = 0.015  # metres: depth differences at this scale darken creases fully
+_AO_GAIN = 0.15  # darkening at intensity 1 and full occlusion
+_GRAIN_GAIN = 0.25  # grain standard deviation at intensity 1 (fraction of full scale)
+# draws per entry, in order (always all of them, so enabling an effect changes no other draw)
+_FIELDS = ("hue", "saturation", "contrast", "brightness", "temperature", "tint",
+           "bloom_intensity", "bloom_diffusion", "ao_intensity", "grain_colored", "grain_intensity", "grain_size")
+
+
+def _box_blur(x: np.ndarray, radius: int, axes=(1, 2)) -> np.ndarray:
+    """Separable box blur of ``[B, H, W, ...]`` with edge clamping (cumulative sums)."""
+    if radius <= 0:
+        return x
+    for axis in axes:
+        n = x.shape[axis]
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (radius + 1, radius)
+        c = np.cumsum(np.pad(x, pad, mode="edge"), axis=axis, dtype=np.float32)
+        hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        x = (hi - lo) / np.float32(2 * radius + 1)
+    return x
+
+
+def _downsample(x: np.ndarray, f: int) -> np.ndarray:
+    """Block mean of ``[B, H, W, ...]`` by ``f`` (H, W cropped to multiples of f)."""
+    b, h, w = x.shape[:3]
+    hh, ww = h // f, w // f
+    x = x[:, :hh * f, :ww * f]
+    return x.reshape(b, hh, f, ww, f, *x.shape[3:]).mean(axis=(2, 4), dtype=np.float32)
+
+
+def _upsample(x: np.ndarray, f: int, h: int, w: int) -> np.ndarray:
+    """Nearest upsampling of ``[B, h/f, w/f, ...]`` back to ``[B, h, w, ...]`` (edge-padded)."""
+    up = np.repeat(np.repeat(x, f, axis=1), f, axis=2)
+    ph, pw = h - up.shape[1], w - up.shape[2]
+    if ph or pw:
+        pad = [(0, 0), (0, ph), (0, pw)] + [(0, 0)] * (up.ndim - 3)
+        up = np.pad(up, pad, mode="edge")
+    return up
+
+
+def _crease_occlusion(d: np.ndarray, r: int) -> np.ndarray:
+    """Occlusion in [0, 1] of ``float32 [B, h, w]`` depth (a crease detector).
+
+    For 4 pairs of opposite neighbours ``r`` pixels away: how much nearer the pair is on
+    average (saturating at ``_AO_RADIUS``); a plane's pairs cancel, a crease's add up.
+    Pairs with a neighbour more than 3 * ``_AO_RADIUS`` nearer are a different object in
+    front, not a crease, and do not count (no halos).
+    """
+    b, h, w = d.shape
+    padded = np.pad(d, ((0, 0), (r, r), (r, r)), mode="edge")
+    occ = np.zeros_like(d)
+    for dy, dx in ((-r, -r), (-r, 0), (-r, r), (0, r)):  # 4 opposite pairs: planes cancel, creases add
+        a = (d - padded[:, r + dy:r + dy + h, r + dx:r + dx + w]) * np.float32(1 / _AO_RADIUS)
+        b_ = (d - padded[:, r - dy:r - dy + h, r - dx:r - dx + w]) * np.float32(1 / _AO_RADIUS)
+        near = (a < 3.0) & (b_ < 3.0)
+        occ += np.where(near, np.clip(0.5 * (a + b_), 0.0, 1.0), 0.0)
+    return occ * np.float32(1 / 4)
+
+
+def grading_matrices(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-entry colour grading as ``rgb' = M @ rgb + o`` (rgb in [0, 1]).
+
+    Args:
+        values: ``float [B, 6]``: hue shift (degrees), saturation, contrast, brightness,
+            temperature, tint (percent in [-100, 100]).
+
+    Returns:
+        ``(M float32 [B, 3, 3], o float32 [B, 3])``. Composition: white balance (temperature
+        warms red and cools blue by up to 30%; positive tint is magenta: green down by up to
+        30%), hue rotation about the grey axis, saturation (lerp from luminance, factor
+        1 + s/100), brightness (gain 1 + b/100), contrast about mid-grey (1 + c/100).
+        All zeros give the identity.
+    """
+    b = values.shape[0]
+    hue = np.radians(values[:, 0])
+    sat, con, bri, temp, tint = (values[:, k] / 100.0 for k in range(1, 6))
+    wb = np.zeros((b, 3, 3))
+    wb[:, 0, 0] = 1 + 0.3 * temp
+    wb[:, 1, 1] = 1 - 0.3 * tint
+    wb[:, 2, 2] = 1 - 0.3 * temp
+    # rotation about the (1,1,1) axis by `hue`
+    c, s = np.cos(hue), np.sin(hue)
+    k = 1.0 / 3.0
+    r3 = np.sqrt(k)
+    rot = np.empty((b, 3, 3))
+    rot[:, 0, 0] = rot[:, 1, 1] = rot[:, 2, 2] = c + (1 - c) * k
+    rot[:, 0, 1] = rot[:, 1, 2] = rot[:, 2, 0] = (1 - c) * k - r3 * s
+    rot[:, 0, 2] = rot[:, 1, 0] = rot[:, 2, 1] = (1 - c) * k + r3 * s
+    luma = np.broadcast_to(_LUMA, (3, 3))
+    f = (1 + sat)[:, None, None]
+    satm = luma[None] * (1 - f) + np.eye(3)[None] * f
+    gain = ((1 + bri) * (1 + con))[:, None, None]
+    m = gain * (satm @ rot @ wb)
+    o = np.repeat((0.5 * (1 - (1 + con)))[:, None], 3, axis=1)
+    exact = ~np.any(values[:, :6] != 0, axis=1)
+    m[exact] = np.eye(3)
+    o[exact] = 0.0
+    return m.astype(np.float32), o.astype(np.float32)
+
+
+@register
+class PostProcessingRandomizer(Component):
+    """Image-space randomization of the colour images, vectorized over the whole batch.
+
+    One draw per entry, shared by all its cameras (made in ``run`` from the entry's
+    stream; applied in ``end_batch``): colour grading as one 3x3 matrix plus offset per
+    entry (see :func:`grading_matrices`), bloom (pixels brighter than luminance 0.75 bleed
+    into their surroundings, computed at 1/4 resolution; intensity scales the glow,
+    diffusion in [1, 10] blends a narrow into a wide blur), ambient occlusion (pixels lying
+    behind their neighbourhood's mean depth, i.e. in creases, darken; 1/4 resolution,
+    from the depth of the colour pass, so it needs no extra render) and film grain
+    (Gaussian noise, monochrome or, with ``grain_color_probability``, coloured; standard
+    deviation 0.25 * intensity of full scale; grain size in pixels, noise generated at
+    1/size resolution). A disabled effect, or one whose drawn amount is 0, leaves the
+    image unchanged; with every effect at 0 the image is bit-identical.
+
+    Streams with ``emit_values`` (float32, [1] each): ``<name>_<field>`` for every field of
+    ``hue, saturation, contrast, brightness, temperature, tint, bloom_intensity,
+    bloom_diffusion, ao_intensity, grain_colored, grain_intensity, grain_size`` (0 for a
+    disabled effect).
+    """
+
+    type_name = "PostProcessingRandomizer"
+
+    @dataclasses.dataclass(frozen=True)
+    class Properties(RandomizerProperties):
+        enable_color_grading: bool = prop(True, "apply colour grading")
+        cg_min_hue_shift: float = prop(-10.0, "lower bound of the hue shift (degrees)")
+        cg_max_hue_shift: float = prop(10.0, "upper bound of the hue shift (degrees)")
+        cg_min_saturation: float = prop(-20.0, "lower bound of the saturation change (%)")
+        cg_max_saturation: float = prop(20.0, "upper bound of the saturation change (%)")
+        cg_min_contrast: float = prop(-20.0, "lower bound of the contrast change (%)")
+        cg_max_contrast: float = prop(20.0, "upper bound of the contrast change (%)")
+        cg_min_brightness: float = prop(-20.0, "lower bound of the brightness change (%)")
+        cg_max_brightness: float = prop(20.0, "upper bound of the brightness change (%)")
+        cg_min_temperature: float = prop(0.0, "lower bound of the white-balance temperature (%)")
+        cg_max_temperature: float = prop(0.0, "upper bound of the white-balance temperature (%)")
+        cg_min_tint: float = prop(0.0, "lower bound of the white-balance tint (%)")
+        cg_max_tint: float = prop(0.0, "upper bound of the white-balance tint (%)")
+        enable_bloom: bool = prop(True, "apply bloom")
+        bloom_min_intensity: float = prop(0.75, "lower bound of the bloom intensity")
+        bloom_max_intensity: float = prop(1.25, "upper bound of the bloom intensity")
+        bloom_min_diffusion: float = prop(2.0, "lower bound of the bloom spread (1-10)")
+        bloom_max_diffusion: float = prop(2.5, "upper bound of the bloom spread (1-10)")
+        enable_ambient_occlusion: bool = prop(True, "apply ambient occlusion (from depth)")
+        ao_min_intensity: float = prop(1.75, "lower bound of the ambient occlusion intensity")
+        ao_max_intensity: float = prop(2.25, "upper bound of the ambient occlusion intensity")
+        enable_grain: bool = prop(False, "apply film grain")
+        grain_color_probability: float = prop(0.75, "probability that the grain is coloured")
+        grain_min_intensity: float = prop(0.0, "lower bound of the grain intensity (0-1)")
+        grain_max_intensity: float = prop(0.0, "upper bound of the grain intensity (0-1)")
+        grain_min_size: float = prop(0.0, "lower bound of the grain size (pixels)")
+        grain_max_size: float = prop(0.0, "upper bound of the grain size (pixels)")
+
+    @property
+    def needs_depth(self) -> bool:
+        """Depth is read from the colour pass only when ambient occlusion is on."""
+        return self.props.enable_ambient_occlusion
+
+    def streams(self):
+        if not self.props.emit_values:
+            return {}
+        return {f"{self.name}_{f}": (np.float32, 1) for f in _FIELDS}
+
+    def begin_batch(self, n: int) -> None:
+        self._values = np.zeros((n, len(_FIELDS)))
+        self._grain_seeds = np.zeros(n, dtype=np.uint64)
+
+    def run(self, entry):
+        p, rng = self.props, entry.rng
+        u = rng.uniform(size=len(_FIELDS))
+        grain_seed = rng.integers(0, 2**63)
+        lo = np.array([p.cg_min_hue_shift, p.cg_min_saturation, p.cg_min_contrast, p.cg_min_brightness,
+                       p.cg_min_temperature, p.cg_min_tint, p.bloom_min_intensity, p.bloom_min_diffusion,
+                       p.ao_min_intensity, 0.0, p.grain_min_intensity, p.grain_min_size])
+        hi = np.array([p.cg_max_hue_shift, p.cg_max_saturation, p.cg_max_contrast, p.cg_max_brightness,
+                       p.cg_max_temperature, p.cg_max_tint, p.bloom_max_intensity, p.bloom_max_diffusion,
+                       p.ao_max_intensity, 1.0, p.grain_max_intensity, p.grain_max_size])
+        v = lo + (hi - lo) * u
+        v[9] = float(u[9] < p.grain_color_probability)
+        if not p.enable_color_grading:
+            v[0:6] = 0.0
+        if not p.enable_bloom:
+            v[6:8] = 0.0
+        if not p.enable_ambient_occlusion:
+            v[8] = 0.0
+        if not p.enable_grain:
+            v[9:12] = 0.0
+        self._values[entry.index] = v
+        self._grain_seeds[entry.index] = grain_seed
+        if p.emit_values:
+            for k, f in enumerate(_FIELDS):
+                entry.emit(f"{self.name}_{f}", [v[k]])
+
+    def end_batch(self, frames) -> None:
+        for k, (camera, color) in enumerate(frames.color.items()):
+            depth = frames.depth.get(camera)
+            color[..., :3] = self.apply(color[..., :3], depth, camera_index=k)
+
+    def apply(self, rgb: np.ndarray, depth: np.ndarray | None, camera_index: int = 0) -> np.ndarray:
+        """Applies this batch's drawn effects to ``uint8 [B, H, W, 3]``; returns uint8 (may be ``rgb``).
+
+        Args:
+            rgb: colour images of one camera for the batch's entries.
+            depth: ``float32 [B, H, W]`` metres (0 = nothing hit), or None (no ambient occlusion).
+            camera_index: which camera of the entry (each camera gets its own grain pattern).
+        """
+        v = self._values
+        b, h, w, _ = rgb.shape
+        grade = np.any(v[:, 0:6] != 0)
+        bloom = np.any(v[:, 6] != 0)
+        ao = depth is not None and np.any(v[:, 8] != 0)
+        grain = np.any(v[:, 10] != 0)
+        if not (grade or bloom or ao or grain):
+            return rgb
+        x = rgb.astype(np.float32) * np.float32(1 / 255)
+        if ao:
+            d = _downsample(np.where(depth > 0, depth, np.float32(np.inf)).clip(max=1e3)[..., None], _DOWN)[..., 0]
+            hit = depth > 0
+            far = np.float32(np.max(depth)) if hit.any() else np.float32(1.0)
+            d = np.where(np.isfinite(d) & (d < 1e3), d, far)
+            occ = _crease_occlusion(d, max(1, round(min(h, w) / _DOWN / 25)))
+            occ = _box_blur(occ[..., None], 1)[..., 0]
+            dark = 1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ
+            dark = np.clip(_upsample(dark, _DOWN, h, w), 0.0, 1.0)
+            x *= np.where(hit, dark, np.float32(1.0))[..., None]
+        if bloom:
+            small = _downsample(x, _DOWN)
+            lum = small @ _LUMA.astype(np.float32)
+            bright = small * (np.clip(lum - _BLOOM_THRESHOLD, 0, None) / np.float32(1 - _BLOOM_THRESHOLD))[..., None]
+            r1 = max(1, round(min(h, w) / _DOWN / 25))
+            narrow = _box_blur(bright, r1)
+            wide = _box_blur(narrow, 3 * r1)
+            t = np.clip((v[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32)[:, None, None, None]
+            glow = (narrow * (1 - t) + wide * t) * (np.float32(_BLOOM_GAIN) * v[:, 6].astype(np.float32))[:, None, None, None]
+            x += _upsample(glow, _DOWN, h, w)
+        if grade:
+            m, o = grading_matrices(v[:, 0:6])
+            x = np.einsum("bhwc,bdc->bhwd", x, m, optimize=False) + o[:, None, None, :]
+        if grain:
+            x += self._grain(b, h, w, camera_index)
+        return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+
+    def _grain(self, b: int, h: int, w: int, camera_index: int) -> np.ndarray:
+        v = self._values
+        out = np.zeros((b, h, w, 3), np.float32)
+        for i in np.flatnonzero(v[:, 10] != 0):  # one noise field per entry (a few numpy calls each)
+            rng = np.random.default_rng([int(self._grain_seeds[i]), camera_index])
+            size = max(1.0, float(v[i, 11]))
+            gh, gw = int(np.ceil(h / size)), int(np.ceil(w / size))
+            channels = 3 if v[i, 9] else 1
+            noise = rng.standard_normal((gh, gw, channels), dtype=np.float32)
+            rows = np.minimum((np.arange(h) / size).astype(int), gh - 1)
+            cols = np.minimum((np.arange(w) / size).astype(int), gw - 1)
+            out[i] = noise[rows][:, cols] * np.float32(_GRAIN_GAIN * v[i, 10])
+        return out

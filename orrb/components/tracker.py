@@ -1,0 +1,162 @@
+"""Tracker: screen position and tight bounding box of tracked objects, per camera."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mujoco
+import numpy as np
+
+from orrb.components.base import Component, register, split_names
+from orrb.components.properties import Properties, prop
+from orrb.errors import ConfigError, did_you_mean
+
+_VISIBLE_GROUPS = 3  # the engine draws geom groups 0, 1, 2 (MuJoCo's default mjvOption)
+
+
+def _box_corners(half: np.ndarray) -> np.ndarray:
+    """``[8, 3]`` corners of a box with half-sizes ``half``."""
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
+    return signs * half
+
+
+def _geom_points(model: mujoco.MjModel, g: int) -> np.ndarray:
+    """Points in geom ``g``'s frame whose projections bound its drawn shape (``[k, 3]``).
+
+    Boxes: the 8 corners (exact). Meshes: the mesh's vertices (exact). Spheres,
+    capsules, cylinders and ellipsoids: the corners of their bounding box (a slightly
+    loose box). Planes and others: the centre only.
+    """
+    t = model.geom_type[g]
+    size = model.geom_size[g]
+    T = mujoco.mjtGeom
+    if t == T.mjGEOM_BOX:
+        return _box_corners(size)
+    if t == T.mjGEOM_MESH:
+        mid = model.geom_dataid[g]
+        start, count = model.mesh_vertadr[mid], model.mesh_vertnum[mid]
+        return model.mesh_vert[start:start + count].astype(np.float64)
+    if t == T.mjGEOM_SPHERE:
+        return _box_corners(np.full(3, size[0]))
+    if t == T.mjGEOM_CAPSULE:
+        return _box_corners(np.array([size[0], size[0], size[1] + size[0]]))
+    if t == T.mjGEOM_CYLINDER:
+        return _box_corners(np.array([size[0], size[0], size[1]]))
+    if t == T.mjGEOM_ELLIPSOID:
+        return _box_corners(size)
+    return np.zeros((1, 3))
+
+
+@register
+class Tracker(Component):
+    """Emits where tracked objects appear in listed cameras, per entry.
+
+    For every camera in ``camera_names`` (rendered or not) and every tracked object
+    (a body, geom or site name; the original's ``(primitive)`` suffix is ignored):
+
+    - ``tracker_<alias>_X_<camera>``: float32 [2], the object's origin (body, geom or
+      site frame origin; a cube's centre) in normalized image coordinates: x right,
+      y down, (0, 0) the top-left corner, (1, 1) the bottom-right; outside [0, 1] when
+      off-screen.
+    - ``tracker_<alias>_X_<camera>_bbox``: float32 [4] ``[x_min, x_max, y_min, y_max]``,
+      the tight box of the object's drawn geometry. A geom or site name stands for its
+      body; the box covers every drawn geom (groups 0-2, not hidden, alpha > 0) of that
+      body's subtree: the cube's box covers its core, face and letter geoms, like its
+      segmentation mask. Boxes and meshes project exactly (corners, vertices); other
+      primitives through their bounding box. Geoms hidden by a Hide component earlier
+      in the chain do not count.
+
+    Projections follow MuJoCo's pinhole model (vertical fovy, square pixels, the
+    camera looking along its -z with y up) and see the camera as perturbed by the
+    components before the tracker. Aliases pair with names in order; a name without an
+    alias uses its own name.
+    """
+
+    type_name = "Tracker"
+
+    @dataclasses.dataclass(frozen=True)
+    class Properties(Properties):
+        camera_names: str = prop("", "comma-separated cameras to track in")
+        tracked_object_names: str = prop("", "comma-separated body, geom or site names")
+        tracked_object_aliases: str = prop("", "comma-separated aliases used in stream names")
+
+    def initialize(self, scene):
+        self._scene = scene
+        self.update({"camera_names", "tracked_object_names", "tracked_object_aliases"})
+
+    def update(self, changed):
+        scene, m = self._scene, self._scene.model
+        self._cams = [(name, scene.camera_id(name, self.where)) for name in split_names(self.props.camera_names)]
+        names = [n[: -len("(primitive)")] if n.endswith("(primitive)") else n
+                 for n in split_names(self.props.tracked_object_names)]
+        aliases = split_names(self.props.tracked_object_aliases)
+        self._objects = []
+        for k, name in enumerate(names):
+            alias = aliases[k] if k < len(aliases) else name
+            origin = self._resolve(name)
+            body = {"body": lambda i: i, "geom": lambda i: m.geom_bodyid[i], "site": lambda i: m.site_bodyid[i]}[
+                origin[0]](origin[1])
+            bodies = np.zeros(m.nbody, dtype=bool)
+            bodies[scene.subtree_bodies(int(body))] = True
+            geoms = np.flatnonzero(bodies[m.geom_bodyid])
+            points = [_geom_points(m, g) for g in geoms]
+            owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(points)]) if points else np.zeros(0, int)
+            local = np.concatenate(points) if points else np.zeros((0, 3))
+            self._objects.append((alias, origin, geoms, owner, local))
+
+    def _resolve(self, name: str) -> tuple[str, int]:
+        m = self._scene.model
+        for kind, objtype in (("body", mujoco.mjtObj.mjOBJ_BODY), ("geom", mujoco.mjtObj.mjOBJ_GEOM),
+                              ("site", mujoco.mjtObj.mjOBJ_SITE)):
+            i = mujoco.mj_name2id(m, objtype, name)
+            if i >= 0:
+                return kind, i
+        candidates = [n for n in self._scene.body_names + self._scene.geom_names + self._scene.site_names if n]
+        raise ConfigError(f"{self.where}: tracked object {name!r} names no body, geom or site"
+                          f"{did_you_mean(name, candidates)}")
+
+    def streams(self):
+        out = {}
+        for alias, *_ in self._objects:
+            for cam, _ in self._cams:
+                out[f"tracker_{alias}_X_{cam}"] = (np.float32, 2)
+                out[f"tracker_{alias}_X_{cam}_bbox"] = (np.float32, 4)
+        return out
+
+    def run(self, entry):
+        entry.kinematics()
+        m, d = entry.model, entry.data
+        w, h = self._scene.width, self._scene.height
+        for alias, (kind, idx), geoms, owner, local in self._objects:
+            if kind == "body":
+                origin = d.xpos[idx]
+            elif kind == "geom":
+                origin = d.geom_xpos[idx]
+            else:
+                origin = d.site_xpos[idx]
+            drawn = (m.geom_group[geoms] < _VISIBLE_GROUPS) & (m.geom_rgba[geoms, 3] > 0)
+            matid = m.geom_matid[geoms]
+            drawn &= np.where(matid >= 0, m.mat_rgba[np.maximum(matid, 0), 3] > 0, True)
+            keep = drawn[owner]
+            gid = geoms[owner[keep]]
+            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), local[keep])
+            for cam, c in self._cams:
+                uv = self._project(np.vstack([origin[None], pts]), d.cam_xpos[c], d.cam_xmat[c].reshape(3, 3),
+                                   m.cam_fovy[c], w, h)
+                entry.emit(f"tracker_{alias}_X_{cam}", uv[0])
+                if len(uv) > 1:
+                    box = [uv[1:, 0].min(), uv[1:, 0].max(), uv[1:, 1].min(), uv[1:, 1].max()]
+                else:
+                    box = [uv[0, 0], uv[0, 0], uv[0, 1], uv[0, 1]]
+                entry.emit(f"tracker_{alias}_X_{cam}_bbox", box)
+
+    @staticmethod
+    def _project(points: np.ndarray, cam_pos: np.ndarray, cam_mat: np.ndarray, fovy: float, w: int, h: int):
+        """World points ``[n, 3]`` -> normalized image coordinates ``[n, 2]`` (x right, y down)."""
+        rel = (points - cam_pos) @ cam_mat  # camera frame: x right, y up, z backwards
+        depth = -rel[:, 2]
+        depth = np.where(np.abs(depth) > 1e-9, depth, 1e-9)
+        f = (h / 2.0) / np.tan(np.radians(fovy) / 2.0)  # focal length in pixels
+        x = 0.5 + f * rel[:, 0] / depth / w
+        y = 0.5 - f * rel[:, 1] / depth / h
+        return np.stack([x, y], axis=1)

@@ -1,0 +1,267 @@
+"""RemoteRenderer with real server processes and real sockets: API, sharding, updates, bad input."""
+
+from __future__ import annotations
+
+import queue
+import random
+import socket
+
+import numpy as np
+import pytest
+
+import orrb
+from orrb.errors import ConfigError, RendererError
+
+from conftest import dactyl_config
+
+
+def free_base_port(n: int) -> int:
+    """A base port with ``n`` consecutive free ports after it."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - n)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def small_config(**fields) -> orrb.RemoteRendererConfig:
+    defaults = dict(camera_names=["vision_cam_left"], image_width=32, image_height=32,
+                    render_depth=True, render_normals=True, render_segmentation=True)
+    defaults.update(fields)
+    return dactyl_config(**defaults)
+
+
+def hide_chain(prefix: str) -> orrb.RendererConfig:
+    config = orrb.RendererConfig()
+    config.add("Hide", "hide_cube", geom_prefix=prefix)
+    return config
+
+
+@pytest.fixture(scope="module")
+def reference(dactyl_states):
+    """LocalRenderer output for all 64 states, seed 11 (the bit-exact reference)."""
+    with orrb.LocalRenderer(small_config()) as local:
+        return local.render_batch({"qpos": dactyl_states, "seed": 11})
+
+
+@pytest.fixture(scope="module")
+def pool3():
+    base = free_base_port(3)
+    renderer = orrb.RemoteRenderer("test-pool3", orrb.utils.build_server_configs(1, 3, base), small_config())
+    renderer.start()
+    yield renderer
+    renderer.shutdown()
+
+
+def assert_same(result, reference, keys=None):
+    for key in keys or [k for k in reference if k not in ("seed", "seeds")]:
+        assert result[key].dtype == reference[key].dtype, key
+        assert result[key].shape == reference[key].shape, key
+        assert np.array_equal(result[key], reference[key]), f"{key} differs"
+
+
+def test_api_document_snippets_run_verbatim(dactyl_states):
+    import orrb
+
+    def _build_renderer(num_gpus, num_workers, base_port):
+        config = orrb.RemoteRendererConfig()
+        config.camera_names = ['vision_cam_left']
+        config.image_width = 200
+        config.image_height = 200
+        config.renderer_version = orrb.get_renderer_version()
+        config.model_xml_path = 'dactyl.xml'
+        config.model_mapping_path = 'dactyl.mapping'
+        config.renderer_config_path = 'demo_keras.renderer_config.json'
+        config.asset_basedir = orrb.utils.package_relative_path('assets')
+        config.render_depth = False
+        config.render_normals = False
+        config.render_segmentation = False
+
+        server_configs = orrb.utils.build_server_configs(num_gpus, num_workers, base_port, mpi_rank=0,
+                                                         mpi_size=1)
+        return config, orrb.RemoteRenderer('OrrbRenderer0', server_configs, config)
+
+    config, renderer = _build_renderer(1, 2, free_base_port(2))
+    renderer.start()
+    batch = {"qpos": dactyl_states[:4], "seed": 0}
+
+    result = renderer.render_batch(batch)
+
+    result_queue = queue.Queue()
+
+    renderer.render_batch_async(batch, result_queue)
+
+    result2 = result_queue.get()
+    result_queue.task_done()
+
+    renderer.shutdown()
+
+    for res in (result, result2):
+        assert res["vision_cam_left"].shape == (4, 200, 200, 3) and res["vision_cam_left"].dtype == np.uint8
+        assert res["vision_cam_left"].std() > 5, "blank image"
+        assert res["seed"] == 0 and res["qpos"] is batch["qpos"]
+    assert np.array_equal(result["vision_cam_left"], result2["vision_cam_left"])
+
+
+@pytest.mark.parametrize("servers", [1, 2, 3])
+def test_sharding_is_invisible_bit_identical_to_local_renderer(servers, pool3, reference, dactyl_states):
+    if servers == 3:
+        result = pool3.render_batch({"qpos": dactyl_states, "seed": 11})
+    else:
+        configs = orrb.utils.build_server_configs(1, servers, free_base_port(servers))
+        with orrb.RemoteRenderer(f"test-shard{servers}", configs, small_config()) as renderer:
+            result = renderer.render_batch({"qpos": dactyl_states, "seed": 11})
+    assert set(result) == set(reference)
+    assert_same(result, reference)
+    assert result["vision_cam_left"].std() > 5 and (result["vision_cam_left_depth"] > 0).any()
+
+
+def test_entry_renders_the_same_alone_as_in_a_sharded_batch(pool3, reference, dactyl_states):
+    alone = pool3.render_batch({"qpos": dactyl_states[37:38], "seeds": [11 + 37]})
+    for key in ("vision_cam_left", "vision_cam_left_depth", "vision_cam_left_segmentation"):
+        assert np.array_equal(alone[key][0], reference[key][37])
+
+
+def test_outputs_are_fresh_writable_arrays(pool3, dactyl_states):
+    a = pool3.render_batch({"qpos": dactyl_states[:3], "seed": 0})
+    b = pool3.render_batch({"qpos": dactyl_states[:3], "seed": 0})
+    assert a["vision_cam_left"].flags.writeable
+    a["vision_cam_left"][:] = 0
+    assert b["vision_cam_left"].std() > 5
+
+
+def test_async_batches_arrive_on_queue_and_future_in_full(pool3, reference, dactyl_states):
+    results = queue.Queue()
+    futures = [pool3.render_batch_async({"qpos": dactyl_states[i:i + 8], "seeds": np.arange(8) + 11 + i,
+                                         "tag": i}, results) for i in range(0, 64, 8)]
+    got = {}
+    for _ in futures:
+        item = results.get(timeout=60)
+        assert not isinstance(item, Exception), item
+        got[item["tag"]] = item
+    for i, future in zip(range(0, 64, 8), futures):
+        assert future.result(timeout=1) is got[i]
+        assert np.array_equal(got[i]["vision_cam_left"], reference["vision_cam_left"][i:i + 8])
+
+
+@pytest.mark.parametrize("batch, kind, fragment", [
+    ({"qpos": np.zeros((2, 5)), "seed": 0}, ValueError, "at least 31"),
+    ({"qpos": np.zeros(31), "seed": 0}, ValueError, "two-dimensional"),
+    ({"qpos": np.full((2, 31), np.nan), "seed": 0}, ValueError, "NaN"),
+    ({"qpos": np.zeros((2, 31))}, ValueError, "neither 'seed'"),
+    ({"qpos": np.zeros((2, 31)), "seeds": [1, 2, 3]}, ValueError, "B = 2"),
+    ("not a dict", TypeError, "must be a dict"),
+])
+def test_bad_request_raises_named_error_in_caller_and_pool_stays_usable(pool3, dactyl_states, batch, kind, fragment):
+    with pytest.raises(kind, match=fragment):
+        pool3.render_batch(batch)
+    results = queue.Queue()
+    with pytest.raises(kind, match=fragment):
+        pool3.render_batch_async(batch, results)
+    assert results.empty()
+    assert pool3.render_batch({"qpos": dactyl_states[:2], "seed": 0})["vision_cam_left"].shape == (2, 32, 32, 3)
+
+
+def test_update_interleaved_with_async_batches_uses_config_of_queue_time(dactyl_states):
+    config = small_config(render_normals=False, render_segmentation=False)
+    states = dactyl_states[:6]
+    sequence = ["", "cube:", "", "cube:", "cube:", ""]
+    expected = {}
+    with orrb.LocalRenderer(config, hide_chain("")) as local:
+        for prefix in set(sequence):
+            local.update(hide_chain(prefix))
+            expected[prefix] = local.render_batch({"qpos": states, "seed": 5})
+    assert not np.array_equal(expected[""]["vision_cam_left"], expected["cube:"]["vision_cam_left"])
+
+    configs = orrb.utils.build_server_configs(1, 2, free_base_port(2))
+    with orrb.RemoteRenderer("test-update", configs, config, hide_chain("")) as renderer:
+        futures = []
+        for prefix in sequence:
+            renderer.update(hide_chain(prefix))
+            futures.append(renderer.render_batch_async({"qpos": states, "seed": 5}))
+        assert renderer.mutable_renderer_config()["hide_cube"]["geom_prefix"] == sequence[-1]
+        for prefix, future in zip(sequence, futures):
+            assert_same(future.result(timeout=60), expected[prefix], ["vision_cam_left", "vision_cam_left_depth"])
+
+
+def test_version_mismatch_is_refused_at_start_showing_both():
+    config = small_config(renderer_version="orrb-0.0.0+mujoco-1.0")
+    renderer = orrb.RemoteRenderer("test-version", [[0, free_base_port(1)]], config)
+    with pytest.raises(RendererError) as info:
+        renderer.start()
+    message = str(info.value)
+    assert "orrb-0.0.0+mujoco-1.0" in message and orrb.get_renderer_version() in message
+    renderer.shutdown()
+    assert all(pid is None or not _alive(pid) for pid in renderer.server_pids)
+
+
+def test_unknown_camera_raises_config_error_listing_cameras_from_the_server():
+    renderer = orrb.RemoteRenderer("test-camera", [[0, free_base_port(1)]], small_config(camera_names=["nope"]))
+    with pytest.raises(ConfigError, match="unknown camera 'nope'.*vision_cam_left"):
+        renderer.start()
+    renderer.shutdown()
+
+
+def test_server_that_cannot_start_names_port_reason_and_log():
+    port = free_base_port(1)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen()
+    try:
+        renderer = orrb.RemoteRenderer("test-busy", [[0, port]], small_config())
+        with pytest.raises(RendererError) as info:
+            renderer.start()
+        message = str(info.value)
+        assert f"port {port}" in message and "exited with code" in message
+        assert f"orrb-test-busy-{port}.log" in message and "cannot bind" in message
+        assert info.value.log_file.endswith(f"orrb-test-busy-{port}.log")
+        renderer.shutdown()
+    finally:
+        blocker.close()
+
+
+@pytest.mark.parametrize("entry, kind", [
+    ([0], TypeError), (["a", 1], TypeError), ([0, 70000], ValueError), ("localhost:5000", ValueError),
+])
+def test_bad_server_configs_are_named(entry, kind):
+    with pytest.raises(kind, match="server_configs"):
+        orrb.RemoteRenderer("x", [entry], small_config())
+
+
+def test_orrb_minimal_caps_the_number_of_servers(monkeypatch, dactyl_states):
+    monkeypatch.setenv("ORRB_MINIMAL", "1")
+    configs = orrb.utils.build_server_configs(1, 3, free_base_port(3))
+    with orrb.RemoteRenderer("test-minimal", configs, small_config()) as renderer:
+        assert len(renderer.server_pids) == 1
+        assert renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})["vision_cam_left"].shape[0] == 2
+
+
+def test_shutdown_is_idempotent_and_leaves_no_server_process(dactyl_states):
+    configs = orrb.utils.build_server_configs(1, 2, free_base_port(2))
+    renderer = orrb.RemoteRenderer("test-shutdown", configs, small_config())
+    renderer.start()
+    pids = renderer.server_pids
+    assert all(_alive(pid) for pid in pids)
+    renderer.shutdown()
+    renderer.shutdown()
+    assert not any(_alive(pid) for pid in pids)
+    with pytest.raises(RendererError, match="after shutdown"):
+        renderer.render_batch({"qpos": dactyl_states[:1], "seed": 0})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,265 @@
+"""``OrrbObservation``: randomized camera images for any Gymnasium env built on MuJoCo."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from orrb.config import RemoteRendererConfig, RenderSettings
+from orrb.utils import package_relative_path
+from orrb.wrappers.render_spec import (
+    QPOS_KEY,
+    SEED_KEY,
+    RenderSpec,
+    SeedSchedule,
+    check_randomize,
+    render_request,
+    renderer_config_fields,
+    resolve_renderer,
+)
+
+__all__ = ["FREE_CAMERA", "OrrbObservation", "free_camera_pose"]
+
+FREE_CAMERA = "free"
+_FREE_KEYS = ("lookat", "distance", "azimuth", "elevation", "trackbodyid", "type", "fixedcamid")
+
+
+def free_camera_pose(model: mujoco.MjModel, data: mujoco.MjData, camera_config: dict[str, Any]):
+    """Where MuJoCo's free camera with Gymnasium's ``default_camera_config`` looks from.
+
+    Starts from ``mjv_defaultFreeCamera`` (look at the model's centre from 1.5x its
+    extent) and applies the given ``lookat`` (m), ``distance`` (m), ``azimuth`` and
+    ``elevation`` (degrees), ``trackbodyid``, as Gymnasium's ``MujocoRenderer`` does;
+    MuJoCo's own ``mjv_updateScene`` then computes the pose.
+
+    Returns:
+        ``(pos float64 (3,), xyaxes float64 (6,), fovy degrees, trackbodyid)``.
+    """
+    unknown = set(camera_config) - set(_FREE_KEYS)
+    if unknown:
+        raise ValueError(f"free camera: unknown keys {sorted(unknown)}; accepted: {list(_FREE_KEYS)}")
+    cam = mujoco.MjvCamera()
+    mujoco.mjv_defaultFreeCamera(model, cam)
+    for key, value in camera_config.items():
+        if key in ("type", "fixedcamid"):
+            continue
+        if isinstance(getattr(cam, key), np.ndarray):
+            getattr(cam, key)[:] = value
+        else:
+            setattr(cam, key, value)
+    track = int(camera_config.get("trackbodyid", -1))
+    if track >= 0:
+        cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+    scene = mujoco.MjvScene(model, maxgeom=max(100, model.ngeom + 10))
+    mujoco.mjv_updateScene(model, data, mujoco.MjvOption(), None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
+    gl = scene.camera[0]
+    forward, up = np.array(gl.forward), np.array(gl.up)
+    right = np.cross(forward, up)
+    return np.array(gl.pos), np.concatenate([right, up]), float(model.vis.global_.fovy), track
+
+
+def _model_cache_dir() -> str:
+    path = os.path.join(tempfile.gettempdir(), f"orrb-models-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _xml_with_free_camera(xml_path: str, model: mujoco.MjModel, camera_config: dict[str, Any]) -> str:
+    """Writes ``xml_path`` plus a camera named ``FREE_CAMERA`` at the free camera's pose.
+
+    The file is named after its content in a per-user temporary folder, so every process
+    (and every render server) building the same env finds the same file. Mesh and texture
+    folders are made absolute so the copy loads from anywhere.
+    """
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    pos, xyaxes, fovy, track = free_camera_pose(model, data, camera_config)
+    spec = mujoco.MjSpec.from_file(xml_path)
+    base = os.path.dirname(os.path.abspath(xml_path))
+    spec.meshdir = os.path.join(base, spec.meshdir or "")
+    spec.texturedir = os.path.join(base, spec.texturedir or "")
+    right, up = xyaxes[:3], xyaxes[3:]
+    mat_world = np.stack([right / np.linalg.norm(right), up / np.linalg.norm(up), np.cross(right, up)], axis=1)
+    if track >= 0:
+        # a trackcom camera in the tracked body: MuJoCo keeps its offset from the subtree's
+        # centre of mass (taken at qpos0) and its orientation fixed in the world frame.
+        body_name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, track)
+        parent = spec.body(body_name) if body_name else None
+        if parent is None:
+            raise ValueError(f"free camera: trackbodyid {track} has no name in the model; name the body to track it")
+        rb = data.xmat[track].reshape(3, 3)
+        local_pos = rb.T @ (pos - data.xpos[track])
+        local_mat = rb.T @ mat_world
+        mode = mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM
+    else:
+        parent = spec.worldbody
+        local_pos, local_mat = pos, mat_world
+        mode = mujoco.mjtCamLight.mjCAMLIGHT_FIXED
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, local_mat.reshape(-1))
+    parent.add_camera(name=FREE_CAMERA, pos=local_pos, quat=quat, fovy=fovy, mode=mode)
+    text = spec.to_xml()
+    digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+    out = os.path.join(_model_cache_dir(), f"{os.path.splitext(os.path.basename(xml_path))[0]}-{digest}.xml")
+    if not os.path.exists(out):
+        tmp = f"{out}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    return out
+
+
+class OrrbObservation(gym.Wrapper):
+    """Adds randomized camera images to a Gymnasium env whose ``unwrapped`` has MuJoCo ``model`` and ``data``.
+
+    The env's full ``qpos`` is rendered by an orrb renderer (in-process by default) with
+    the renderer config's randomization; the physics is untouched.
+
+    Observation: ``Dict`` with ``uint8 Box(0, 255, (H, W, 3))`` per camera (``free`` for the
+    free camera), ``<camera>_depth`` float32 ``(H, W)`` metres, ``<camera>_normals``
+    float32 ``(H, W, 3)`` in [0, 1], ``<camera>_segmentation`` uint8 ``(H, W)`` when asked
+    for, and the env's own observation under ``state`` (unless ``pixels_only``).
+    ``info`` gains ``orrb_qpos``, ``orrb_seed`` and the components' auxiliary streams.
+
+    Example::
+
+        >>> env = OrrbObservation(gymnasium.make("Ant-v5"), camera_names=["track"], width=64, height=64)
+        >>> env.observation_space["track"]
+        Box(0, 255, (64, 64, 3), uint8)
+
+    Args:
+        env: the env; ``env.unwrapped`` must have ``model`` and ``data`` and a model file
+            (``fullpath``, as Gymnasium's MuJoCo envs have, or ``model_xml_path``).
+        camera_names: named cameras of the model (tracking cameras follow their body as
+            in Gymnasium's renderer).
+        free_camera: a free camera given like Gymnasium's ``default_camera_config``
+            (``lookat``, ``distance``, ``azimuth``, ``elevation``, ``trackbodyid``); its
+            observation key is ``"free"``. With neither argument, the free camera of
+            the env's own ``default_camera_config`` is used.
+        width, height: image size in pixels.
+        render_depth, render_normals, render_segmentation: extra modalities.
+        pixels_only: only images (no ``state``).
+        renderer_config: ``"default"`` (``assets/gym.renderer_config.json``), ``None``
+            (no randomization), a path or an :class:`orrb.RendererConfig`.
+        randomize: ``"episode"`` (one draw per episode) or ``"step"`` (a new draw each step).
+            Seeds come from a generator seeded by ``reset(seed=...)``, so a seeded reset
+            reproduces the images exactly without touching the env's own ``np_random``.
+        renderer: a shared renderer (the wrapper never shuts it down); ``None``: an owned
+            :class:`orrb.LocalRenderer`.
+        render_settings: :class:`orrb.RenderSettings` (MSAA, shadows) for an owned renderer.
+        model_xml_path: the env's model file, when ``unwrapped.fullpath`` does not exist.
+        defer_rendering: leave rendering to a vector wrapper (the observation stays the
+            env's own; ``info`` carries ``orrb_qpos`` and ``orrb_seed``).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        camera_names: list[str] | None = None,
+        free_camera: dict[str, Any] | None = None,
+        width: int = 64,
+        height: int = 64,
+        render_depth: bool = False,
+        render_normals: bool = False,
+        render_segmentation: bool = False,
+        pixels_only: bool = False,
+        renderer_config: Any = "default",
+        randomize: str = "episode",
+        renderer: Any = None,
+        render_settings: RenderSettings | None = None,
+        model_xml_path: str | None = None,
+        defer_rendering: bool = False,
+    ):
+        self._renderer = None
+        self._owns_renderer = False
+        super().__init__(env)
+        base = env.unwrapped
+        model, data = getattr(base, "model", None), getattr(base, "data", None)
+        if not isinstance(model, mujoco.MjModel) or not isinstance(data, mujoco.MjData):
+            raise TypeError(
+                f"OrrbObservation needs an env whose unwrapped env has MuJoCo `model` (MjModel) and `data` (MjData); "
+                f"{type(base).__name__} has model={type(model).__name__}, data={type(data).__name__}"
+            )
+        xml_path = model_xml_path or getattr(base, "fullpath", None)
+        if not xml_path or not os.path.isfile(xml_path):
+            raise ValueError(
+                f"OrrbObservation needs the env's model file: {type(base).__name__} has no `fullpath` "
+                f"({xml_path!r}); pass model_xml_path="
+            )
+        if isinstance(camera_names, str):
+            raise TypeError(f"camera_names must be a list of camera names, got the string {camera_names!r}")
+        cameras = list(camera_names or [])
+        known = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
+        unknown = [c for c in cameras if c not in known]
+        if unknown:
+            raise ValueError(f"unknown cameras {unknown}; the model {xml_path} has cameras {known} (or use free_camera=)")
+        if free_camera is None and not cameras:
+            renderer_obj = getattr(base, "mujoco_renderer", None)
+            free_camera = dict(getattr(renderer_obj, "default_cam_config", None) or {})
+        if free_camera is not None:
+            if not isinstance(free_camera, dict):
+                raise TypeError(f"free_camera must be a dict like Gymnasium's default_camera_config, got {free_camera!r}")
+            if FREE_CAMERA in known:
+                raise ValueError(f"the model already has a camera named {FREE_CAMERA!r}")
+            xml_path = _xml_with_free_camera(os.path.abspath(xml_path), model, free_camera)
+            cameras.append(FREE_CAMERA)
+        path, as_json = renderer_config_fields(renderer_config, package_relative_path("assets/gym.renderer_config.json"))
+        config = RemoteRendererConfig(
+            camera_names=cameras, image_width=width, image_height=height, model_xml_path=os.path.abspath(xml_path),
+            renderer_config_path=path, asset_basedir=os.path.dirname(os.path.abspath(xml_path)),
+            render_depth=render_depth, render_normals=render_normals, render_segmentation=render_segmentation,
+            render_settings=render_settings or RenderSettings(),
+        )
+        config.validate()
+        self.orrb_render_spec = RenderSpec(config.to_dict(), as_json, check_randomize(randomize),
+                                           "drop" if pixels_only else "key", deferred=defer_rendering)
+        self._seeds = SeedSchedule(randomize)
+        self._rng: np.random.Generator | None = None
+        if not defer_rendering:
+            self.observation_space = self.orrb_render_spec.observation_space(env.observation_space)
+            self._renderer, self._owns_renderer = resolve_renderer(self.orrb_render_spec, renderer)
+
+    def _qpos(self) -> np.ndarray:
+        return np.array(self.env.unwrapped.data.qpos, dtype=np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        return self._observe(obs, info, self._seeds.on_reset(self._rng))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._rng is None:
+            self._rng = np.random.default_rng()
+        obs, info = self._observe(obs, info, self._seeds.on_step(self._rng))
+        return obs, reward, terminated, truncated, info
+
+    def _observe(self, obs, info, render_seed: int):
+        qpos = self._qpos()
+        info = dict(info)
+        info[QPOS_KEY] = qpos
+        info[SEED_KEY] = render_seed
+        spec = self.orrb_render_spec
+        if spec.deferred:
+            return obs, info
+        response = self._renderer.render_batch(render_request(qpos[None], np.array([render_seed])))
+        for key in spec.aux_keys(response):
+            info[key] = response[key][0]
+        return spec.assemble(response, 0, obs), info
+
+    def close(self):
+        """Closes the env and the renderer the wrapper created (a shared one is left running). Idempotent."""
+        renderer, owned = self._renderer, self._owns_renderer
+        self._renderer, self._owns_renderer = None, False
+        try:
+            if renderer is not None and owned:
+                renderer.shutdown()
+        finally:
+            super().close()

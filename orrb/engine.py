@@ -289,6 +289,7 @@ class RenderEngine:
                 setattr(model.vis.map, f, v)
             data.qpos[:] = full[i]
             mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)  # subtree centres of mass: trackcom/targetbodycom cameras and lights
             mujoco.mj_camlight(model, data)
             entry.index = i
             entry.seed = int(seeds[i])

@@ -206,6 +206,7 @@ class EntryContext:
         """Recomputes world poses (``mj_kinematics`` + ``mj_camlight``) if anything moved."""
         if self._dirty:
             mujoco.mj_kinematics(self.model, self.data)
+            mujoco.mj_comPos(self.model, self.data)  # subtree centres of mass: trackcom/targetbodycom cameras and lights
             mujoco.mj_camlight(self.model, self.data)
             self._dirty = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -58,7 +59,7 @@ def free_camera_pose(model: mujoco.MjModel, data: mujoco.MjData, camera_config: 
         cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
     scene = mujoco.MjvScene(model, maxgeom=max(100, model.ngeom + 10))
     mujoco.mjv_updateScene(model, data, mujoco.MjvOption(), None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
-    gl = scene.camera[0]
+    gl = mujoco.mjv_averageCamera(scene.camera[0], scene.camera[1])  # the mono view mjr_render draws
     forward, up = np.array(gl.forward), np.array(gl.up)
     right = np.cross(forward, up)
     return np.array(gl.pos), np.concatenate([right, up]), float(model.vis.global_.fovy), track
@@ -104,7 +105,9 @@ def _xml_with_free_camera(xml_path: str, model: mujoco.MjModel, camera_config: d
     quat = np.zeros(4)
     mujoco.mju_mat2Quat(quat, local_mat.reshape(-1))
     parent.add_camera(name=FREE_CAMERA, pos=local_pos, quat=quat, fovy=fovy, mode=mode)
-    text = spec.to_xml()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notes on the env's own XML are not ours to fix
+        text = spec.to_xml()
     digest = hashlib.sha1(text.encode()).hexdigest()[:16]
     out = os.path.join(_model_cache_dir(), f"{os.path.splitext(os.path.basename(xml_path))[0]}-{digest}.xml")
     if not os.path.exists(out):
@@ -115,7 +118,7 @@ def _xml_with_free_camera(xml_path: str, model: mujoco.MjModel, camera_config: d
     return out
 
 
-class OrrbObservation(gym.Wrapper):
+class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds randomized camera images to a Gymnasium env whose ``unwrapped`` has MuJoCo ``model`` and ``data``.
 
     The env's full ``qpos`` is rendered by an orrb renderer (in-process by default) with
@@ -178,7 +181,13 @@ class OrrbObservation(gym.Wrapper):
     ):
         self._renderer = None
         self._owns_renderer = False
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, camera_names=camera_names, free_camera=free_camera, width=width, height=height,
+            render_depth=render_depth, render_normals=render_normals, render_segmentation=render_segmentation,
+            pixels_only=pixels_only, renderer_config=renderer_config, randomize=randomize, renderer=renderer,
+            render_settings=render_settings, model_xml_path=model_xml_path, defer_rendering=defer_rendering,
+        )
+        gym.Wrapper.__init__(self, env)
         base = env.unwrapped
         model, data = getattr(base, "model", None), getattr(base, "data", None)
         if not isinstance(model, mujoco.MjModel) or not isinstance(data, mujoco.MjData):

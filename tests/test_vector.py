@@ -1,0 +1,141 @@
+"""Batched rendering of Gymnasium vector envs: one render_batch per step, same images as single envs."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import orrb
+from orrb.envs.dactyl import OrrbDactylEnv, dactyl_render_config
+from orrb.wrappers import OrrbVectorObservation
+
+CAM = "vision_cam_left"
+KW = dict(width=36, height=36, camera_names=[CAM], randomize="step")
+
+
+class CountingRenderer:
+    """A shared renderer that counts ``render_batch`` calls and the entries they carried."""
+
+    def __init__(self, renderer):
+        self.inner = renderer
+        self.config = renderer.config
+        self.calls: list[int] = []
+
+    @property
+    def columns(self):
+        return self.inner.columns
+
+    def render_batch(self, batch):
+        self.calls.append(len(batch["qpos"]))
+        return self.inner.render_batch(batch)
+
+
+@pytest.fixture
+def counting_renderer():
+    with orrb.LocalRenderer(dactyl_render_config(**{k: v for k, v in KW.items() if k != "randomize"})) as r:
+        yield CountingRenderer(r)
+
+
+def single_env_run(seed: int, actions: np.ndarray, max_steps: int):
+    """Images of one env stepped alone, resetting by hand as a vector env would."""
+    env = gym.make("OrrbDactyl-v0", max_episode_steps=max_steps, **KW)
+    try:
+        frames = [env.reset(seed=seed)[0][CAM]]
+        finals = []
+        for action in actions:
+            obs, _, term, trunc, _ = env.step(action)
+            frames.append(obs[CAM])
+            if term or trunc:
+                finals.append(obs[CAM])
+                frames.append(env.reset()[0][CAM])
+        return frames, finals
+    finally:
+        env.close()
+
+
+def make_envs(mode: AutoresetMode, max_steps: int, n: int = 2):
+    fns = [lambda: gym.make("OrrbDactyl-v0", max_episode_steps=max_steps, defer_rendering=True, **KW)] * n
+    return SyncVectorEnv(fns, autoreset_mode=mode)
+
+
+def test_one_render_batch_per_step_with_the_images_of_single_envs(counting_renderer):
+    envs = OrrbVectorObservation(make_envs(AutoresetMode.NEXT_STEP, max_steps=2), renderer=counting_renderer)
+    actions = np.random.default_rng(0).uniform(-1, 1, (4, 2, 20)).astype(np.float32)
+    try:
+        obs, _ = envs.reset(seed=10)
+        assert obs[CAM].shape == (2, 36, 36, 3) and obs[CAM].dtype == np.uint8
+        assert envs.observation_space[CAM].shape == (2, 36, 36, 3)
+        frames = [obs[CAM]]
+        for a in actions:
+            obs, _, term, trunc, info = envs.step(a)
+            frames.append(obs[CAM])
+        assert "tracker_cube_X_vision_cam_left" in info
+    finally:
+        envs.close()
+    assert counting_renderer.calls == [2] * 5, "one batch of 2 per reset/step"
+    for i in range(2):
+        # NEXT_STEP: step 2 ends the episode, step 3 only resets (its action is ignored)
+        single, _ = single_env_run(10 + i, actions[[0, 1, 3], i], max_steps=2)
+        for t in range(5):
+            np.testing.assert_array_equal(frames[t][i], single[t], err_msg=f"env {i}, frame {t}")
+    assert frames[0].std() > 5
+
+
+def test_same_step_autoreset_renders_terminal_observations_in_the_same_batch(counting_renderer):
+    envs = OrrbVectorObservation(make_envs(AutoresetMode.SAME_STEP, max_steps=2), renderer=counting_renderer)
+    actions = np.zeros((2, 2, 20), np.float32)
+    try:
+        envs.reset(seed=3)
+        envs.step(actions[0])
+        obs, _, _, trunc, info = envs.step(actions[1])
+    finally:
+        envs.close()
+    assert trunc.all()
+    assert counting_renderer.calls == [2, 2, 4], "the two terminal states ride in the step's batch"
+    for i in range(2):
+        frames, finals = single_env_run(3 + i, actions[:, i], max_steps=2)
+        np.testing.assert_array_equal(info["final_obs"][i][CAM], finals[0])
+        np.testing.assert_array_equal(obs[CAM][i], frames[3])  # the reset observation
+
+
+def test_make_vec_async_matches_sync_and_closes_its_renderer():
+    kwargs = dict(KW, renderer_config=None)
+    sync = orrb.make_vec("OrrbDactyl-v0", num_envs=2, vectorization_mode="sync", **kwargs)
+    asyn = orrb.make_vec("OrrbDactyl-v0", num_envs=2, vectorization_mode="async", **kwargs)
+    try:
+        a, _ = sync.reset(seed=0)
+        b, _ = asyn.reset(seed=0)
+        action = np.full((2, 20), 0.3, np.float32)
+        a2 = sync.step(action)[0]
+        b2 = asyn.step(action)[0]
+    finally:
+        sync.close()
+        asyn.close()
+        asyn.close()  # idempotent
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_array_equal(a2[key], b2[key])
+    assert sync.renderer is None  # the owned renderer was shut down
+
+
+def test_make_vec_wraps_plain_mujoco_envs():
+    envs = orrb.make_vec("Ant-v5", num_envs=2, vectorization_mode="sync",
+                         wrapper_kwargs=dict(camera_names=["track"], width=36, height=36, renderer_config=None))
+    try:
+        obs, _ = envs.reset(seed=0)
+        obs, *_ = envs.step(envs.action_space.sample())
+    finally:
+        envs.close()
+    assert obs["track"].shape == (2, 36, 36, 3)
+    assert obs["state"].shape == (2, 105)
+
+
+def test_sub_envs_that_render_themselves_are_refused():
+    envs = SyncVectorEnv([lambda: OrrbDactylEnv(renderer_config=None, **{k: v for k, v in KW.items() if k != "randomize"})])
+    try:
+        with pytest.raises(ValueError, match="defer_rendering=True"):
+            OrrbVectorObservation(envs)
+    finally:
+        envs.close()

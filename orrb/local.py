@@ -122,7 +122,10 @@ class LocalRenderer:
 
     @property
     def model(self):
-        """The engine's compiled ``mujoco.MjModel`` (read it; do not edit it)."""
+        """The engine's compiled ``mujoco.MjModel`` (read it; do not edit it).
+
+        An ``update()`` that rebuilds the model (e.g. a new light count) replaces it.
+        """
         if self._model is None:
             self.start()
         return self._model
@@ -181,6 +184,8 @@ class LocalRenderer:
         snapshot = renderer_config.copy()
         self._executor.submit(self._engine.update, snapshot).result()
         self._renderer_config = merged
+        self._model = self._engine.model  # a structural change rebuilds the model
+        self._class_names = list(self._engine.class_names)
 
     def mutable_renderer_config(self) -> RendererConfig:
         """A copy of the current component chain, to edit and pass to ``update()``."""

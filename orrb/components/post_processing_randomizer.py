@@ -38,10 +38,16 @@ def _box_blur(x: np.ndarray, radius: int, axes=(1, 2)) -> np.ndarray:
 
 def _downsample(x: np.ndarray, f: int) -> np.ndarray:
     """Block mean of ``[B, H, W, ...]`` by ``f`` (H, W cropped to multiples of f)."""
-    b, h, w = x.shape[:3]
+    h, w = x.shape[1:3]
     hh, ww = h // f, w // f
-    x = x[:, :hh * f, :ww * f]
-    return x.reshape(b, hh, f, ww, f, *x.shape[3:]).mean(axis=(2, 4), dtype=np.float32)
+    # f strided adds per axis: ~10x faster than a reduce over reshaped axes
+    rows = x[:, 0:hh * f:f].astype(np.float32)
+    for k in range(1, f):
+        rows += x[:, k:hh * f:f]
+    out = rows[:, :, 0:ww * f:f].copy()
+    for k in range(1, f):
+        out += rows[:, :, k:ww * f:f]
+    return out * np.float32(1 / (f * f))
 
 
 def _upsample(x: np.ndarray, f: int, h: int, w: int) -> np.ndarray:
@@ -52,6 +58,14 @@ def _upsample(x: np.ndarray, f: int, h: int, w: int) -> np.ndarray:
         pad = [(0, 0), (0, ph), (0, pw)] + [(0, 0)] * (up.ndim - 3)
         up = np.pad(up, pad, mode="edge")
     return up
+
+
+def _blocks(x: np.ndarray, f: int) -> np.ndarray | None:
+    """A ``[B, H/f, f, W/f, f, ...]`` view of ``x`` when H and W are multiples of ``f``, else None."""
+    b, h, w = x.shape[:3]
+    if h % f or w % f:
+        return None
+    return x.reshape(b, h // f, f, w // f, f, *x.shape[3:])
 
 
 def _crease_occlusion(d: np.ndarray, r: int) -> np.ndarray:
@@ -237,9 +251,13 @@ class PostProcessingRandomizer(Component):
             d = np.where(np.isfinite(d) & (d < 1e3), d, far)
             occ = _crease_occlusion(d, max(1, round(min(h, w) / _DOWN / 25)))
             occ = _box_blur(occ[..., None], 1)[..., 0]
-            dark = 1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ
-            dark = np.clip(_upsample(dark, _DOWN, h, w), 0.0, 1.0)
-            x *= np.where(hit, dark, np.float32(1.0))[..., None]
+            dark = np.clip(1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ, 0.0, 1.0)
+            blocks = _blocks(x, _DOWN)
+            if blocks is not None:  # multiply through a block view: no upsampled copy
+                blocks *= dark[:, :, None, :, None, None]
+                x[~hit] = rgb[~hit] * np.float32(1 / 255)  # background is never occluded
+            else:
+                x *= np.where(hit, _upsample(dark, _DOWN, h, w), np.float32(1.0))[..., None]
         if bloom:
             small = _downsample(x, _DOWN)
             lum = small @ _LUMA.astype(np.float32)
@@ -249,13 +267,20 @@ class PostProcessingRandomizer(Component):
             wide = _box_blur(narrow, 3 * r1)
             t = np.clip((v[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32)[:, None, None, None]
             glow = (narrow * (1 - t) + wide * t) * (np.float32(_BLOOM_GAIN) * v[:, 6].astype(np.float32))[:, None, None, None]
-            x += _upsample(glow, _DOWN, h, w)
+            blocks = _blocks(x, _DOWN)
+            if blocks is not None:
+                blocks += glow[:, :, None, :, None, :]
+            else:
+                x += _upsample(glow, _DOWN, h, w)
         if grade:
             m, o = grading_matrices(v[:, 0:6])
-            x = np.einsum("bhwc,bdc->bhwd", x, m, optimize=False) + o[:, None, None, :]
+            # batched [B, H*W, 3] @ [B, 3, 3]: one BLAS-backed call (einsum is 15x slower here)
+            x = (x.reshape(b, h * w, 3) @ m.transpose(0, 2, 1)).reshape(b, h, w, 3) + o[:, None, None, :]
         if grain:
             x += self._grain(b, h, w, camera_index)
-        return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+        x *= np.float32(255)
+        x += np.float32(0.5)
+        return np.clip(x, 0.0, 255.0, out=x).astype(np.uint8)  # round half up
 
     def _grain(self, b: int, h: int, w: int, camera_index: int) -> np.ndarray:
         v = self._values

@@ -204,7 +204,10 @@ class _Server:
                 reply = encode("error", {"id": request_id, "error_type": "ProtocolError", "message": str(e)})
             except Exception as e:  # the request failed; the server keeps serving
                 kind = type(e).__name__
-                log.error("request id=%s failed: %s", request_id, traceback.format_exc())
+                if isinstance(e, (ValueError, TypeError, KeyError, AttributeError)):
+                    log.warning("request id=%s failed: %s: %s", request_id, kind, e)
+                else:
+                    log.error("request id=%s failed: %s", request_id, traceback.format_exc())
                 reply = encode("error", {"id": request_id, "error_type": kind if kind in ERROR_TYPES else "RendererError",
                                          "message": f"{kind}: {e}" if kind not in ERROR_TYPES else str(e)})
             try:

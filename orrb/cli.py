@@ -296,7 +296,10 @@ def _cmd_serve(argv: list[str]) -> int:
 
 
 # -- bench ---------------------------------------------------------------------------------------
-_RATIO = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*x(?![a-zA-Z])")
+# benchmarks/_common.py prints "ratio: <what> = <value> (target >= <target>)"; a line
+# stating "<value>x" is accepted too.
+_RATIO_LINE = re.compile(r"^ratio:\s*(?P<what>.+?)\s*=\s*(?P<value>[-+0-9.eE]+)(?:\s*\((?P<target>[^)]*)\))?\s*$")
+_TIMES = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*x(?![\w.])")
 
 
 def find_benchmarks_dir(explicit: str | None = None) -> Path | None:
@@ -307,14 +310,16 @@ def find_benchmarks_dir(explicit: str | None = None) -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def _ratio_lines(text: str) -> list[tuple[str, str]]:
-    """``[(line, ratio), ...]`` for output lines that state a ratio such as ``1.7x``."""
-    rows = []
-    for line in text.splitlines():
-        line = line.strip()
-        found = _RATIO.findall(line)
-        if found and not line.startswith(("usage", "#")):
-            rows.append((line, found[-1] + "x"))
+def _ratio_lines(text: str) -> list[tuple[str, str, str]]:
+    """``[(what, ratio, target), ...]`` for the ratio lines of a benchmark's output."""
+    lines = [line.strip() for line in text.splitlines()]
+    rows = [(m["what"], m["value"], m["target"] or "") for m in map(_RATIO_LINE.match, lines) if m]
+    if rows:
+        return rows
+    for line in lines:  # a script without "ratio:" lines: take lines stating "<value>x"
+        found = _TIMES.findall(line)
+        if found and not line.startswith(("usage", "#", "==")):
+            rows.append((line, found[-1] + "x", ""))
     return rows
 
 
@@ -327,12 +332,12 @@ def _cmd_bench(args) -> int:
               file=sys.stderr)
         return 2
     names = [n if n.endswith(".py") else n + ".py" for n in args.only] if args.only else list(BENCHMARKS)
-    table: list[tuple[str, str, str]] = []
+    table: list[tuple[str, str, str, str]] = []
     status = 0
     for name in names:
         script = bench_dir / name
         if not script.is_file():
-            table.append((name, "missing", "-"))
+            table.append((name, "missing", "-", ""))
             continue
         command = [sys.executable, str(script)]
         if not args.full and "--quick" in script.read_text(errors="replace"):
@@ -343,7 +348,7 @@ def _cmd_bench(args) -> int:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
                                   cwd=str(bench_dir.parent))
         except subprocess.TimeoutExpired:
-            table.append((name, f"timed out after {args.timeout} s", "-"))
+            table.append((name, f"timed out after {args.timeout} s", "-", ""))
             status = 1
             continue
         elapsed = time.perf_counter() - started
@@ -351,20 +356,21 @@ def _cmd_bench(args) -> int:
             print(proc.stdout, end="")
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            table.append((name, f"failed (exit {proc.returncode}): {tail[0]}", "-"))
+            table.append((name, f"failed (exit {proc.returncode}): {tail[0]}", "-", ""))
             status = 1
             continue
         rows = _ratio_lines(proc.stdout)
         if not rows:
-            table.append((name, f"no ratio printed ({elapsed:.0f} s)", "-"))
-        for line, ratio in rows:
-            table.append((name, line, ratio))
-    width = max(len(r[0]) for r in table)
-    line_w = min(100, max(len(r[1]) for r in table))
-    print(f"{'benchmark':<{width}}  {'measurement':<{line_w}}  ratio")
-    print(f"{'-' * width}  {'-' * line_w}  -----")
-    for name, line, ratio in table:
-        print(f"{name:<{width}}  {line[:line_w]:<{line_w}}  {ratio}")
+            table.append((name, f"no ratio printed ({elapsed:.0f} s)", "-", ""))
+        for what, ratio, target in rows:
+            table.append((name, what, ratio, target))
+    width = max(len("benchmark"), *(len(r[0]) for r in table))
+    what_w = min(90, max(len("ratio of"), *(len(r[1]) for r in table)))
+    value_w = max(len("value"), *(len(r[2]) for r in table))
+    print(f"{'benchmark':<{width}}  {'ratio of':<{what_w}}  {'value':>{value_w}}  target")
+    print(f"{'-' * width}  {'-' * what_w}  {'-' * value_w}  ------")
+    for name, what, ratio, target in table:
+        print(f"{name:<{width}}  {what[:what_w]:<{what_w}}  {ratio:>{value_w}}  {target}")
     return status
 
 

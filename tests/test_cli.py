@@ -168,12 +168,14 @@ def test_bench_runs_every_script_and_tabulates_their_ratios(tmp_path, capsys):
         print("warming up")
         print("batched vs per-entry: " + ("2.50x" if "--quick" in sys.argv else "9.99x"))
     """))
-    (tmp_path / "pool.py").write_text("print('2 servers vs 1: 1.85x')\nprint('loopback: 0.3 ms')\n")
+    (tmp_path / "pool.py").write_text(
+        "print('  pool  412.0 images/s')\nprint('ratio: 2 servers / 1 server = 1.850 (target >= 1.6)')\n")
     (tmp_path / "vector_env.py").write_text("raise SystemExit('boom')\n")
     assert main(["bench", "--dir", str(tmp_path)]) == 1  # one script failed
     table = capsys.readouterr().out
     assert "2.50x" in table  # --quick was passed to the script that supports it
-    assert "1.85x" in table and "loopback" not in table
+    assert "2 servers / 1 server" in table and "1.850" in table and "target >= 1.6" in table
+    assert "412.0" not in table
     assert "randomization.py" in table and "missing" in table
     assert "vector_env.py" in table and "failed" in table
 

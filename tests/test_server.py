@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from test_pool import _alive, free_base_port, small_config
 def start_server(*args: str, output: bool = False) -> subprocess.Popen:
     """Starts ``python -m orrb.server``; its output is captured only when asked (a full pipe would block it)."""
     pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    args = (*args, "--parent-pid", str(os.getpid()))  # never outlive the test run
     return subprocess.Popen([sys.executable, "-m", "orrb.server", *args], stdout=pipe, stderr=subprocess.STDOUT, text=True)
 
 

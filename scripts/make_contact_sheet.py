@@ -1,12 +1,12 @@
 """Renders a contact sheet of randomized Dactyl images: ``docs/randomization.png``.
 
 Rows are seeds (16), columns the three cameras; 200x200 each, with the shipped
-``dactyl.renderer_config.json``. Usage: ``python scripts/make_contact_sheet.py [out.png] [config]``.
+``dactyl.renderer_config.json``. Usage: ``python scripts/make_contact_sheet.py [--out PNG] [--config JSON]``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import numpy as np
 from PIL import Image
@@ -32,7 +32,10 @@ def contact_sheet(renderer_config: str = "dactyl.renderer_config.json", seeds: i
 
 
 if __name__ == "__main__":
-    out = sys.argv[1] if len(sys.argv) > 1 else "docs/randomization.png"
-    config = sys.argv[2] if len(sys.argv) > 2 else "dactyl.renderer_config.json"
-    Image.fromarray(contact_sheet(config)).save(out)
-    print(out)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="docs/randomization.png", help="PNG to write (default docs/randomization.png)")
+    parser.add_argument("--config", default="dactyl.renderer_config.json",
+                        help="renderer config, relative to assets/ or absolute (default dactyl.renderer_config.json)")
+    args = parser.parse_args()
+    Image.fromarray(contact_sheet(args.config)).save(args.out)
+    print(args.out)

@@ -14,7 +14,7 @@ from orrb.components.properties import RandomizerProperties, prop
 #: Diffuse colour per unit of light intensity (MuJoCo's classic renderer sums the lights'
 #: diffuse terms and saturates at 1). Chosen so that the shipped configs (3-4 rig heads,
 #: scene intensity 1-10 or 5-20) give well-exposed images.
-INTENSITY_TO_DIFFUSE = 0.2
+INTENSITY_TO_DIFFUSE = 0.3
 #: Specular colour as a fraction of the diffuse colour.
 SPECULAR_FRACTION = 0.3
 

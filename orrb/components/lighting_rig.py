@@ -15,7 +15,7 @@ RIG_TAG = ":rig_head"
 # Default per-head diffuse colour when no LightRandomizer follows (split over the heads).
 _TOTAL_DIFFUSE = 0.9
 # Soft ambient term of the whole rig (added over all heads), so unlit sides are not black.
-_TOTAL_AMBIENT = 0.3
+_TOTAL_AMBIENT = 0.45
 _SPECULAR_FRACTION = 0.3
 
 

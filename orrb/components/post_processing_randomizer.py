@@ -243,44 +243,51 @@ class PostProcessingRandomizer(Component):
         grain = np.any(v[:, 10] != 0)
         if not (grade or bloom or ao or grain):
             return rgb
-        x = rgb.astype(np.float32) * np.float32(1 / 255)
+        # Work in 0-255 units and in an order that touches the full-resolution image as few
+        # times as possible: grading is linear, so it commutes with the per-pixel AO factor, and
+        # the bloom glow and grading offset are graded and summed at block resolution first:
+        #   out = M (ao * x + glow) + o = ao * (M x) + (M glow + o)
+        f = _DOWN
+        m, o = grading_matrices(v[:, 0:6]) if grade else (None, np.zeros((b, 3), np.float32))
+        if grade:
+            x = (rgb.reshape(b, h * w, 3).astype(np.float32) @ m.transpose(0, 2, 1)).reshape(b, h, w, 3)
+        else:
+            x = rgb.astype(np.float32)
+        dark = None
         if ao:
-            d = _downsample(np.where(depth > 0, depth, np.float32(np.inf)).clip(max=1e3)[..., None], _DOWN)[..., 0]
-            hit = depth > 0
-            far = np.float32(np.max(depth)) if hit.any() else np.float32(1.0)
-            d = np.where(np.isfinite(d) & (d < 1e3), d, far)
-            occ = _crease_occlusion(d, max(1, round(min(h, w) / _DOWN / 25)))
+            # depth sampled at block centres (AO is a low-frequency effect); background (0) is
+            # pushed far away so that it neither occludes nor is occluded
+            d = depth[:, f // 2:(h // f) * f:f, f // 2:(w // f) * f:f]
+            d = np.where(d > 0, d, np.float32(1e3))
+            occ = _crease_occlusion(d, max(1, round(min(h, w) / f / 25)))
             occ = _box_blur(occ[..., None], 1)[..., 0]
             dark = np.clip(1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ, 0.0, 1.0)
-            blocks = _blocks(x, _DOWN)
-            if blocks is not None:  # multiply through a block view: no upsampled copy
-                blocks *= dark[:, :, None, :, None, None]
-                x[~hit] = rgb[~hit] * np.float32(1 / 255)  # background is never occluded
-            else:
-                x *= np.where(hit, _upsample(dark, _DOWN, h, w), np.float32(1.0))[..., None]
+        add = np.float32(255) * o[:, None, None, :] + np.float32(0.5)  # [B, 1, 1, 3]; +0.5 rounds half up
         if bloom:
-            small = _downsample(x, _DOWN)
+            small = _downsample(rgb, f) * np.float32(1 / 255)
             lum = small @ _LUMA.astype(np.float32)
             bright = small * (np.clip(lum - _BLOOM_THRESHOLD, 0, None) / np.float32(1 - _BLOOM_THRESHOLD))[..., None]
-            r1 = max(1, round(min(h, w) / _DOWN / 25))
+            r1 = max(1, round(min(h, w) / f / 25))
             narrow = _box_blur(bright, r1)
             wide = _box_blur(narrow, 3 * r1)
             t = np.clip((v[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32)[:, None, None, None]
-            glow = (narrow * (1 - t) + wide * t) * (np.float32(_BLOOM_GAIN) * v[:, 6].astype(np.float32))[:, None, None, None]
-            blocks = _blocks(x, _DOWN)
-            if blocks is not None:
-                blocks += glow[:, :, None, :, None, :]
-            else:
-                x += _upsample(glow, _DOWN, h, w)
-        if grade:
-            m, o = grading_matrices(v[:, 0:6])
-            # batched [B, H*W, 3] @ [B, 3, 3]: one BLAS-backed call (einsum is 15x slower here)
-            x = (x.reshape(b, h * w, 3) @ m.transpose(0, 2, 1)).reshape(b, h, w, 3) + o[:, None, None, :]
+            gain = np.float32(255 * _BLOOM_GAIN) * v[:, 6].astype(np.float32)[:, None, None, None]
+            glow = (narrow * (1 - t) + wide * t) * gain
+            if grade:
+                glow = (glow.reshape(b, -1, 3) @ m.transpose(0, 2, 1)).reshape(glow.shape)
+            add = glow + add  # [B, h/f, w/f, 3]
+        blocks = _blocks(x, f)
+        if blocks is not None:  # block views: no upsampled full-resolution copies
+            if dark is not None:
+                blocks *= dark[:, :, None, :, None, None]
+            blocks += add[:, :, None, :, None, :] if add.shape[1] > 1 else add.reshape(b, 1, 1, 1, 1, 3)
+        else:
+            if dark is not None:
+                x *= _upsample(dark, f, h, w)[..., None]
+            x += _upsample(add, f, h, w) if add.shape[1] > 1 else add
         if grain:
-            x += self._grain(b, h, w, camera_index)
-        x *= np.float32(255)
-        x += np.float32(0.5)
-        return np.clip(x, 0.0, 255.0, out=x).astype(np.uint8)  # round half up
+            x += np.float32(255) * self._grain(b, h, w, camera_index)
+        return np.clip(x, 0.0, 255.0, out=x).astype(np.uint8)
 
     def _grain(self, b: int, h: int, w: int, camera_index: int) -> np.ndarray:
         v = self._values

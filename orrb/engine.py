@@ -41,6 +41,8 @@ _ENTRY_ARRAYS = (
     "light_mode", "light_type", "light_directional",
 )
 _HEADLIGHT_FIELDS = ("active", "ambient", "diffuse", "specular")
+# Widest row of camera tiles rendered into one framebuffer (well under GL's size limits).
+_MAX_TILED_WIDTH = 4096
 _MAP_FIELDS = ("znear", "zfar")
 
 
@@ -109,7 +111,11 @@ class RenderEngine:
         if settings.shadow_size is not None:
             model.vis.quality.shadowsize = settings.shadow_size
         # Grow the offscreen framebuffer when the image is larger than the model allows.
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        # The cameras of an entry render side by side into one framebuffer, read back at once
+        # (fewer, larger readbacks are cheaper); at most _MAX_TILED_WIDTH pixels per row of tiles.
+        ncam = len(self.config.camera_names)
+        self._tiles = max(1, min(ncam, _MAX_TILED_WIDTH // self.width))
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self._tiles * self.width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
 
         mapping = Mapping(model, self._mapping_path)
@@ -138,7 +144,7 @@ class RenderEngine:
         self._option.sitegroup[HIDDEN_GROUP] = 0
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        self._rect = mujoco.MjrRect(0, 0, self.width, self.height)
+        self._viewports = [mujoco.MjrRect(k * self.width, 0, self.width, self.height) for k in range(self._tiles)]
         self._base = {name: getattr(model, name).copy() for name in _ENTRY_ARRAYS
                       if hasattr(model, name) and getattr(model, name).size}
         self._base_headlight = {f: np.copy(getattr(model.vis.headlight, f)) for f in _HEADLIGHT_FIELDS}
@@ -270,8 +276,14 @@ class RenderEngine:
         segmentation = {c: np.empty((n, h, w), np.uint8) for c in cfg.camera_names} if cfg.render_segmentation else {}
         aux = {name: np.zeros((n, k), dtype) for c in active for name, (dtype, k) in c.streams().items()}
 
-        rgb_buf = np.empty((h, w, 3), np.uint8)
-        depth_buf = np.empty((h, w), np.float32) if wants_depth else None
+        names = list(cfg.camera_names)
+        groups = [list(range(k, min(k + self._tiles, len(names)))) for k in range(0, len(names), self._tiles)]
+        buffers = {}
+        for group in groups:
+            width = len(group) * w
+            if width not in buffers:
+                buffers[width] = (mujoco.MjrRect(0, 0, width, h), np.empty((h, width, 3), np.uint8),
+                                  np.empty((h, width), np.float32) if wants_depth else None)
         entry = EntryContext(model, data, aux, self.camera_ids)
         for component in active:
             begin = getattr(component, "begin_batch", None)
@@ -298,18 +310,20 @@ class RenderEngine:
                 entry.rng = np.random.default_rng([entry.seed, component.stream_key])
                 component.run(entry)
             entry.kinematics()
-            for name, cam_id in zip(cfg.camera_names, self.camera_ids):
-                fovy[name][i] = model.cam_fovy[cam_id]
-                self._camera.fixedcamid = cam_id
-                mujoco.mjv_updateScene(model, data, self._option, None, self._camera,
-                                       mujoco.mjtCatBit.mjCAT_ALL, self._scene)
-                mujoco.mjr_render(self._rect, self._scene, self._con)
-                mujoco.mjr_readPixels(rgb_buf, depth_buf, self._rect, self._con)
-                color[name][i, ..., :3] = rgb_buf[::-1]
-                if wants_depth:
-                    depth[name][i] = self._linear_depth(depth_buf[::-1])
+            for group in groups:
+                rect, rgb_buf, depth_buf = buffers[len(group) * w]
+                for tile, c in enumerate(group):
+                    fovy[names[c]][i] = model.cam_fovy[self.camera_ids[c]]
+                    self._update_scene(self.camera_ids[c])
+                    mujoco.mjr_render(self._viewports[tile], self._scene, self._con)
+                mujoco.mjr_readPixels(rgb_buf, depth_buf, rect, self._con)
+                for tile, c in enumerate(group):
+                    columns = slice(tile * w, (tile + 1) * w)
+                    color[names[c]][i, ..., :3] = rgb_buf[::-1, columns]
+                    if wants_depth:
+                        depth[names[c]][i] = self._linear_depth(depth_buf[::-1, columns])
                 if segmentation:
-                    segmentation[name][i] = self._segment(rgb_buf)
+                    self._segment(group, rgb_buf, rect, [segmentation[names[c]][i] for c in group])
         frames = Frames(color, depth, fovy)
         for component in active:
             end = getattr(component, "end_batch", None)
@@ -344,28 +358,43 @@ class RenderEngine:
             metres = d / (raw + c)
         return np.where(raw > 0, metres, np.float32(0.0))
 
-    def _segment(self, rgb_buf: np.ndarray) -> np.ndarray:
-        """Renders the segmentation pass of the current scene; returns class ids ``uint8 [H, W]``."""
+    def _update_scene(self, camera_id: int) -> None:
+        self._camera.fixedcamid = camera_id
+        mujoco.mjv_updateScene(self.model, self.data, self._option, None, self._camera,
+                               mujoco.mjtCatBit.mjCAT_ALL, self._scene)
+
+    def _segment(self, group: list[int], rgb_buf: np.ndarray, rect, outs: list[np.ndarray]) -> None:
+        """Segmentation pass of the cameras in ``group`` (tiled like the colour pass).
+
+        Writes class ids ``uint8 [H, W]`` into ``outs``, one per camera.
+        """
         scene = self._scene
         flags = scene.flags
+        geom_type = int(mujoco.mjtObj.mjOBJ_GEOM)
+        luts = []
         flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
         flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
         try:
-            mujoco.mjr_render(self._rect, scene, self._con)
-            mujoco.mjr_readPixels(rgb_buf, None, self._rect, self._con)
+            for tile, c in enumerate(group):
+                self._update_scene(self.camera_ids[c])
+                mujoco.mjr_render(self._viewports[tile], scene, self._con)
+                # segment id (colour) -> class, from this camera's scene
+                lut = np.zeros(scene.ngeom + 2, dtype=np.uint8)
+                for k in range(scene.ngeom):
+                    g = scene.geoms[k]
+                    if g.objtype == geom_type and g.segid >= 0:
+                        lut[g.segid + 1] = self.geom_class[g.objid]
+                luts.append(lut)
+            mujoco.mjr_readPixels(rgb_buf, None, rect, self._con)
         finally:
             flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
             flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
-        lut = np.zeros(scene.ngeom + 1, dtype=np.uint8)
-        geom_type = int(mujoco.mjtObj.mjOBJ_GEOM)
-        for k in range(scene.ngeom):
-            g = scene.geoms[k]
-            if g.objtype == geom_type and g.segid >= 0:
-                lut[g.segid + 1] = self.geom_class[g.objid]
         ids = rgb_buf[::-1].astype(np.uint32)
         ids = ids[..., 0] | (ids[..., 1] << 8) | (ids[..., 2] << 16)
-        ids[ids > scene.ngeom] = 0
-        return lut[ids]
+        w = self.width
+        for tile, (lut, out) in enumerate(zip(luts, outs)):
+            tile_ids = ids[:, tile * w:(tile + 1) * w]
+            out[...] = lut[np.minimum(tile_ids, len(lut) - 1)]
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

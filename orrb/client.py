@@ -278,7 +278,9 @@ class RemoteRenderer:
         from orrb.egl_device import nvidia_gpu_present
 
         if not nvidia_gpu_present():
-            cmd += ["--lp-threads", "1"]
+            # llvmpipe in the server's own thread, no rasterizer threads: single-threaded servers
+            # scale best side by side, and 0 is ~9% faster than one rasterizer thread (1) here
+            cmd += ["--lp-threads", "0"]
         if not detached:
             cmd += ["--log-file", slot.log_file, "--parent-pid", str(os.getpid())]
         return cmd

@@ -74,3 +74,20 @@ def test_ppo_multi_input_policy_trains_on_batched_images():
         assert action.shape == (2, 20)
     finally:
         venv.close()
+
+
+def test_example_trains_through_a_render_pool_and_logs_for_tensorboard(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(orrb.utils.package_relative_path(""), "..", "examples", "train_ppo_dactyl.py")
+    if not os.path.isfile(script):
+        script = os.path.join(os.path.dirname(__file__), "..", "examples", "train_ppo_dactyl.py")
+    result = subprocess.run(
+        [sys.executable, script, "--timesteps", "64", "--envs", "2", "--servers", "1", "--size", "36",
+         "--cameras", "vision_cam_left", "--n-steps", "32", "--logdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained 64 steps" in result.stdout
+    assert any(f.startswith("events.out.tfevents") for _, _, files in os.walk(tmp_path) for f in files)

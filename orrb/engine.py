@@ -41,8 +41,12 @@ _ENTRY_ARRAYS = (
     "light_mode", "light_type", "light_directional",
 )
 _HEADLIGHT_FIELDS = ("active", "ambient", "diffuse", "specular")
-# Widest row of camera tiles rendered into one framebuffer (well under GL's size limits).
+# Tiled rendering of an entry's cameras: at most this many frames per readback, this many
+# pixels in all, and a framebuffer of at most this size (MSAA multiplies its memory).
+_MAX_TILES = 24
+_TILE_PIXELS = 1 << 20
 _MAX_TILED_WIDTH = 4096
+_MAX_TILED_HEIGHT = 2048
 _MAP_FIELDS = ("znear", "zfar")
 
 
@@ -111,12 +115,14 @@ class RenderEngine:
         if settings.shadow_size is not None:
             model.vis.quality.shadowsize = settings.shadow_size
         # Grow the offscreen framebuffer when the image is larger than the model allows.
-        # The cameras of an entry render side by side into one framebuffer, read back at once
-        # (fewer, larger readbacks are cheaper); at most _MAX_TILED_WIDTH pixels per row of tiles.
+        # An entry's cameras render as tiles of one framebuffer, read back together: fewer,
+        # larger readbacks are cheaper (MEASURED.md: 1.24-1.42x at 64 px with MSAA).
         ncam = len(self.config.camera_names)
-        self._tiles = max(1, min(ncam, _MAX_TILED_WIDTH // self.width))
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self._tiles * self.width)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        slots = max(1, min(ncam, _MAX_TILES, _TILE_PIXELS // (self.width * self.height)))
+        self._tile_cols = max(1, min(slots, _MAX_TILED_WIDTH // self.width))
+        self._tile_rows = max(1, min(-(-slots // self._tile_cols), _MAX_TILED_HEIGHT // self.height))
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self._tile_cols * self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self._tile_rows * self.height)
 
         mapping = Mapping(model, self._mapping_path)
         camera_list = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) or "" for i in range(model.ncam)]
@@ -144,7 +150,9 @@ class RenderEngine:
         self._option.sitegroup[HIDDEN_GROUP] = 0
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        self._viewports = [mujoco.MjrRect(k * self.width, 0, self.width, self.height) for k in range(self._tiles)]
+        self._read_cache: dict = {}  # (cols, rows, depth) -> readback rectangle and buffers
+        self._viewports = [mujoco.MjrRect(col * self.width, row * self.height, self.width, self.height)
+                           for row in range(self._tile_rows) for col in range(self._tile_cols)]
         self._base = {name: getattr(model, name).copy() for name in _ENTRY_ARRAYS
                       if hasattr(model, name) and getattr(model, name).size}
         self._base_headlight = {f: np.copy(getattr(model.vis.headlight, f)) for f in _HEADLIGHT_FIELDS}
@@ -277,13 +285,7 @@ class RenderEngine:
         aux = {name: np.zeros((n, k), dtype) for c in active for name, (dtype, k) in c.streams().items()}
 
         names = list(cfg.camera_names)
-        groups = [list(range(k, min(k + self._tiles, len(names)))) for k in range(0, len(names), self._tiles)]
-        buffers = {}
-        for group in groups:
-            width = len(group) * w
-            if width not in buffers:
-                buffers[width] = (mujoco.MjrRect(0, 0, width, h), np.empty((h, width, 3), np.uint8),
-                                  np.empty((h, width), np.float32) if wants_depth else None)
+        tiles = _Tiles(self, wants_depth, color, depth)
         entry = EntryContext(model, data, aux, self.camera_ids)
         for component in active:
             begin = getattr(component, "begin_batch", None)
@@ -310,20 +312,16 @@ class RenderEngine:
                 entry.rng = np.random.default_rng([entry.seed, component.stream_key])
                 component.run(entry)
             entry.kinematics()
-            for group in groups:
-                rect, rgb_buf, depth_buf = buffers[len(group) * w]
-                for tile, c in enumerate(group):
-                    fovy[names[c]][i] = model.cam_fovy[self.camera_ids[c]]
-                    self._update_scene(self.camera_ids[c])
-                    mujoco.mjr_render(self._viewports[tile], self._scene, self._con)
-                mujoco.mjr_readPixels(rgb_buf, depth_buf, rect, self._con)
-                for tile, c in enumerate(group):
-                    columns = slice(tile * w, (tile + 1) * w)
-                    color[names[c]][i, ..., :3] = rgb_buf[::-1, columns]
-                    if wants_depth:
-                        depth[names[c]][i] = self._linear_depth(depth_buf[::-1, columns])
-                if segmentation:
-                    self._segment(group, rgb_buf, rect, [segmentation[names[c]][i] for c in group])
+            for c, cam_id in enumerate(self.camera_ids):
+                fovy[names[c]][i] = model.cam_fovy[cam_id]
+                tiles.render(i, c)
+            # One readback per entry: camera c always draws into slot c. Tiling several entries
+            # would put an entry's frames at window positions that depend on the batch, and float
+            # interpolation across a triangle depends on the window position: depth would then
+            # differ in its last bits between an entry rendered alone and in a batch (SPEC §4).
+            tiles.flush()
+            if segmentation:
+                self._segment(i, names, segmentation)
         frames = Frames(color, depth, fovy)
         for component in active:
             end = getattr(component, "end_batch", None)
@@ -344,11 +342,15 @@ class RenderEngine:
         out.update(aux)
         return out
 
-    def _linear_depth(self, raw: np.ndarray) -> np.ndarray:
-        """Reversed-Z depth buffer values in [0, 1] (0 = far plane) to metres along the axis."""
+    def _linear_depth(self, raw: np.ndarray, znear: float, zfar: float) -> np.ndarray:
+        """Reversed-Z depth buffer values in [0, 1] (0 = far plane) to metres along the axis.
+
+        ``znear``/``zfar`` are the model's clip planes (``vis.map``, in units of the extent)
+        when the frame was drawn.
+        """
         extent = self.model.stat.extent
-        near = np.float32(self.model.vis.map.znear * extent)
-        far = np.float32(self.model.vis.map.zfar * extent)
+        near = np.float32(znear * extent)
+        far = np.float32(zfar * extent)
         c = -(far + near) / (far - near)
         d = -(np.float32(2) * far * near) / (far - near)
         c = np.float32(-0.5) * c - np.float32(0.5)
@@ -363,38 +365,41 @@ class RenderEngine:
         mujoco.mjv_updateScene(self.model, self.data, self._option, None, self._camera,
                                mujoco.mjtCatBit.mjCAT_ALL, self._scene)
 
-    def _segment(self, group: list[int], rgb_buf: np.ndarray, rect, outs: list[np.ndarray]) -> None:
-        """Segmentation pass of the cameras in ``group`` (tiled like the colour pass).
+    def _segment(self, i: int, names: list[str], segmentation: dict[str, np.ndarray]) -> None:
+        """Segmentation pass of entry ``i`` (tiled like the colour pass, no MSAA blending).
 
-        Writes class ids ``uint8 [H, W]`` into ``outs``, one per camera.
+        Writes class ids ``uint8 [H, W]`` into ``segmentation[camera][i]``.
         """
         scene = self._scene
         flags = scene.flags
         geom_type = int(mujoco.mjtObj.mjOBJ_GEOM)
-        luts = []
-        flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
-        flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
-        try:
-            for tile, c in enumerate(group):
-                self._update_scene(self.camera_ids[c])
-                mujoco.mjr_render(self._viewports[tile], scene, self._con)
-                # segment id (colour) -> class, from this camera's scene
-                lut = np.zeros(scene.ngeom + 2, dtype=np.uint8)
-                for k in range(scene.ngeom):
-                    g = scene.geoms[k]
-                    if g.objtype == geom_type and g.segid >= 0:
-                        lut[g.segid + 1] = self.geom_class[g.objid]
-                luts.append(lut)
-            mujoco.mjr_readPixels(rgb_buf, None, rect, self._con)
-        finally:
-            flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
-            flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
-        ids = rgb_buf[::-1].astype(np.uint32)
-        ids = ids[..., 0] | (ids[..., 1] << 8) | (ids[..., 2] << 16)
-        w = self.width
-        for tile, (lut, out) in enumerate(zip(luts, outs)):
-            tile_ids = ids[:, tile * w:(tile + 1) * w]
-            out[...] = lut[np.minimum(tile_ids, len(lut) - 1)]
+        h, w = self.height, self.width
+        per_read = len(self._viewports)
+        for start in range(0, len(names), per_read):
+            group = list(range(start, min(start + per_read, len(names))))
+            luts = []
+            flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
+            flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
+            try:
+                for slot, c in enumerate(group):
+                    self._update_scene(self.camera_ids[c])
+                    mujoco.mjr_render(self._viewports[slot], scene, self._con)
+                    # segment id (colour) -> class, from this camera's scene
+                    lut = np.zeros(scene.ngeom + 2, dtype=np.uint8)
+                    for k in range(scene.ngeom):
+                        g = scene.geoms[k]
+                        if g.objtype == geom_type and g.segid >= 0:
+                            lut[g.segid + 1] = self.geom_class[g.objid]
+                    luts.append(lut)
+                rect, rgb_buf, _ = _read_buffers(self, len(group), False)
+                mujoco.mjr_readPixels(rgb_buf, None, rect, self._con)
+            finally:
+                flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
+                flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
+            for slot, (c, lut) in enumerate(zip(group, luts)):
+                tile = _tile(rgb_buf, slot, self._tile_cols, h, w).astype(np.uint32)
+                ids = tile[..., 0] | (tile[..., 1] << 8) | (tile[..., 2] << 16)
+                segmentation[names[c]][i] = lut[np.minimum(ids, len(lut) - 1)]
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -421,6 +426,66 @@ class RenderEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _read_buffers(engine: RenderEngine, used: int, wants_depth: bool):
+    """The readback rectangle and buffers covering the first ``used`` tile slots."""
+    cols = min(used, engine._tile_cols)
+    rows = -(-used // engine._tile_cols)
+    key = (cols, rows, wants_depth)
+    cache = engine._read_cache
+    if key not in cache:
+        width, height = cols * engine.width, rows * engine.height
+        cache[key] = (mujoco.MjrRect(0, 0, width, height), np.empty((height, width, 3), np.uint8),
+                      np.empty((height, width), np.float32) if wants_depth else None)
+    return cache[key]
+
+
+def _tile(buffer: np.ndarray, slot: int, cols: int, h: int, w: int) -> np.ndarray:
+    """Slot ``slot``'s image in a read-back buffer (bottom row first), with row 0 at the top."""
+    row, col = divmod(slot, cols)
+    return buffer[row * h:(row + 1) * h][::-1, col * w:(col + 1) * w]
+
+
+class _Tiles:
+    """Renders frames (entry, camera) into the tile slots of the framebuffer; reads them back
+    together on ``flush`` (or when the slots are full) and copies them to the outputs.
+
+    The engine flushes after every entry, so camera c of every entry draws into slot c
+    (window positions never depend on the batch). The depth of each frame is converted with
+    the clip planes in force when it was drawn.
+    """
+
+    def __init__(self, engine: RenderEngine, wants_depth: bool, color: dict, depth: dict):
+        self.engine = engine
+        self.wants_depth = wants_depth
+        self.color = color
+        self.depth = depth
+        self.names = list(engine.config.camera_names)
+        self.pending: list[tuple[int, int, float, float]] = []
+
+    def render(self, i: int, c: int) -> None:
+        engine = self.engine
+        if len(self.pending) == len(engine._viewports):
+            self.flush()
+        engine._update_scene(engine.camera_ids[c])
+        mujoco.mjr_render(engine._viewports[len(self.pending)], engine._scene, engine._con)
+        clip = engine.model.vis.map
+        self.pending.append((i, c, float(clip.znear), float(clip.zfar)))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        engine = self.engine
+        h, w, cols = engine.height, engine.width, engine._tile_cols
+        rect, rgb_buf, depth_buf = _read_buffers(engine, len(self.pending), self.wants_depth)
+        mujoco.mjr_readPixels(rgb_buf, depth_buf, rect, engine._con)
+        for slot, (i, c, znear, zfar) in enumerate(self.pending):
+            name = self.names[c]
+            self.color[name][i, ..., :3] = _tile(rgb_buf, slot, cols, h, w)
+            if self.wants_depth:
+                self.depth[name][i] = engine._linear_depth(_tile(depth_buf, slot, cols, h, w), znear, zfar)
+        self.pending.clear()
 
 
 def _gl_context_class():

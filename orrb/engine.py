@@ -41,8 +41,8 @@ _ENTRY_ARRAYS = (
     "light_mode", "light_type", "light_directional",
 )
 _HEADLIGHT_FIELDS = ("active", "ambient", "diffuse", "specular")
-# Tiled rendering of an entry's cameras: at most this many frames per readback, this many
-# pixels in all, and a framebuffer of at most this size (MSAA multiplies its memory).
+# Tiled rendering: at most this many frames per readback, this many pixels in all, and a
+# framebuffer of at most this size (MSAA multiplies its memory).
 _MAX_TILES = 24
 _TILE_PIXELS = 1 << 20
 _MAX_TILED_WIDTH = 4096
@@ -115,8 +115,8 @@ class RenderEngine:
         if settings.shadow_size is not None:
             model.vis.quality.shadowsize = settings.shadow_size
         # Grow the offscreen framebuffer when the image is larger than the model allows.
-        # An entry's cameras render as tiles of one framebuffer, read back together: fewer,
-        # larger readbacks are cheaper (MEASURED.md: 1.24-1.42x at 64 px with MSAA).
+        # An entry's cameras render as tiles of one framebuffer, read back together: fewer, larger
+        # readbacks are cheaper (MEASURED.md: 1.24-1.42x at 64 px with MSAA). See _Tiles.
         ncam = len(self.config.camera_names)
         slots = max(1, min(ncam, _MAX_TILES, _TILE_PIXELS // (self.width * self.height)))
         self._tile_cols = max(1, min(slots, _MAX_TILED_WIDTH // self.width))
@@ -314,12 +314,7 @@ class RenderEngine:
             entry.kinematics()
             for c, cam_id in enumerate(self.camera_ids):
                 fovy[names[c]][i] = model.cam_fovy[cam_id]
-                tiles.render(i, c)
-            # One readback per entry: camera c always draws into slot c. Tiling several entries
-            # would put an entry's frames at window positions that depend on the batch, and float
-            # interpolation across a triangle depends on the window position: depth would then
-            # differ in its last bits between an entry rendered alone and in a batch (SPEC §4).
-            tiles.flush()
+            tiles.render_entry(i)
             if segmentation:
                 self._segment(i, names, segmentation)
         frames = Frames(color, depth, fovy)
@@ -448,12 +443,17 @@ def _tile(buffer: np.ndarray, slot: int, cols: int, h: int, w: int) -> np.ndarra
 
 
 class _Tiles:
-    """Renders frames (entry, camera) into the tile slots of the framebuffer; reads them back
-    together on ``flush`` (or when the slots are full) and copies them to the outputs.
+    """Draws an entry's frames into the tile slots of the framebuffer and reads them back at
+    once (fewer, larger readbacks are cheaper), copying them to the outputs.
 
-    The engine flushes after every entry, so camera c of every entry draws into slot c
-    (window positions never depend on the batch). The depth of each frame is converted with
-    the clip planes in force when it was drawn.
+    Camera c always draws into slot c (modulo the slots), and every entry is read back on
+    its own. Float interpolation and edge snapping depend on a frame's window position, so a
+    frame drawn elsewhere can differ in depth bits and in a few edge pixels; positions that
+    depend on the batch would break bit-identical outputs between an entry rendered alone,
+    in a batch or on another server (SPEC §4). (Tiling several entries per readback was
+    measured faster, up to 1.7x mujoco.Renderer at 64 px, but no entry-to-position rule
+    kept both that speed and this guarantee.) The depth of each frame is converted with the
+    clip planes in force when it was drawn.
     """
 
     def __init__(self, engine: RenderEngine, wants_depth: bool, color: dict, depth: dict):
@@ -462,16 +462,21 @@ class _Tiles:
         self.color = color
         self.depth = depth
         self.names = list(engine.config.camera_names)
-        self.pending: list[tuple[int, int, float, float]] = []
+        self.pending: list[tuple[int, int, int, float, float]] = []  # slot, entry, camera, znear, zfar
 
-    def render(self, i: int, c: int) -> None:
+    def render_entry(self, i: int) -> None:
+        """Draws and reads back every camera of entry ``i`` (its scene state set up)."""
         engine = self.engine
-        if len(self.pending) == len(engine._viewports):
-            self.flush()
-        engine._update_scene(engine.camera_ids[c])
-        mujoco.mjr_render(engine._viewports[len(self.pending)], engine._scene, engine._con)
         clip = engine.model.vis.map
-        self.pending.append((i, c, float(clip.znear), float(clip.zfar)))
+        slots = len(engine._viewports)
+        for c in range(len(self.names)):
+            slot = c % slots
+            if slot == 0:
+                self.flush()
+            engine._update_scene(engine.camera_ids[c])
+            mujoco.mjr_render(engine._viewports[slot], engine._scene, engine._con)
+            self.pending.append((slot, i, c, float(clip.znear), float(clip.zfar)))
+        self.flush()
 
     def flush(self) -> None:
         if not self.pending:
@@ -480,7 +485,7 @@ class _Tiles:
         h, w, cols = engine.height, engine.width, engine._tile_cols
         rect, rgb_buf, depth_buf = _read_buffers(engine, len(self.pending), self.wants_depth)
         mujoco.mjr_readPixels(rgb_buf, depth_buf, rect, engine._con)
-        for slot, (i, c, znear, zfar) in enumerate(self.pending):
+        for slot, i, c, znear, zfar in self.pending:
             name = self.names[c]
             self.color[name][i, ..., :3] = _tile(rgb_buf, slot, cols, h, w)
             if self.wants_depth:

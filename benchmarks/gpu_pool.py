@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import socket
 import sys
 import time
 import traceback
@@ -35,22 +33,7 @@ import orrb  # noqa: E402
 from orrb import egl_device  # noqa: E402
 
 
-def free_base_port(n: int) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
+free_base_port = orrb.utils.free_base_port
 
 
 def say(*args) -> None:
@@ -76,7 +59,7 @@ def main() -> int:
     def save() -> None:
         with open(args.out, "w") as f:
             json.dump(summary, f, indent=2)
-        lines = [f"# GPU pool benchmark", "", f"machine: {summary['machine']}", "",
+        lines = ["# GPU pool benchmark", "", f"machine: {summary['machine']}", "",
                  f"- EGL devices (CUDA index per EGL device): {summary.get('egl_devices')}",
                  f"- EGL index for CUDA 0: {summary.get('egl_index_for_cuda0')}",
                  f"- server log device line: {summary.get('server_device_line')}",

@@ -15,8 +15,6 @@ transport < 2% of render time.
 from __future__ import annotations
 
 import os
-import random
-import socket
 import sys
 import time
 
@@ -27,22 +25,7 @@ import _common  # noqa: E402
 import orrb  # noqa: E402
 
 
-def free_base_port(n: int) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
+free_base_port = orrb.utils.free_base_port
 
 
 def main() -> None:

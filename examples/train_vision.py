@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import queue
-import tempfile
 import time
 
 import numpy as np

@@ -16,7 +16,7 @@ import argparse
 import gymnasium
 import numpy as np
 
-import orrb
+import orrb  # noqa: F401  (sets MUJOCO_GL=egl before gymnasium imports mujoco)
 from orrb.wrappers import OrrbObservation
 
 

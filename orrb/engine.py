@@ -15,7 +15,6 @@ it; :class:`orrb.LocalRenderer` gives it one thread of its own.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import mujoco
 import numpy as np

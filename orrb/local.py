@@ -14,7 +14,6 @@ import threading
 import warnings
 from typing import Any
 
-import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.errors import RendererError

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import ipaddress
-import json
 import logging
 import os
 import sys

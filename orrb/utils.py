@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "build_server_configs",
+    "free_base_port",
     "depth_to_image",
     "normals_to_image",
     "package_relative_path",
@@ -87,6 +88,34 @@ def build_server_configs(
     configs = [[i % num_gpus, base_port + i] for i in range(total)]
     shard = total // mpi_size
     return configs[mpi_rank * shard : (mpi_rank + 1) * shard]
+
+
+def free_base_port(n: int = 1, low: int = 20000, high: int = 60000, seed: int | None = None) -> int:
+    """A base port with ``n`` consecutive ports free on 127.0.0.1 right now, for
+    ``build_server_configs(..., base_port)`` (another process may still take them later).
+
+    Raises:
+        RuntimeError: no such range found in 200 random tries within ``[low, high)``.
+    """
+    import random
+    import socket
+
+    rng = random.Random(seed)
+    for _ in range(200):
+        base = rng.randrange(low, high - n)
+        sockets = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"free_base_port: no {n} consecutive free ports found in [{low}, {high})")
 
 
 def depth_to_image(depth: np.ndarray, max_depth: float | None = None) -> np.ndarray:

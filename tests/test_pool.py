@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import random
 import socket
 
 import numpy as np
@@ -15,23 +14,7 @@ from orrb.errors import ConfigError, RendererError
 from conftest import dactyl_config
 
 
-def free_base_port(n: int) -> int:
-    """A base port with ``n`` consecutive free ports after it."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
+free_base_port = orrb.utils.free_base_port  # other test modules import it from here
 
 
 def small_config(**fields) -> orrb.RemoteRendererConfig:

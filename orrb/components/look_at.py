@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from orrb.components._shared import mat_to_quat, quat_to_mat
+from orrb.components._shared import mat_to_quat
 from orrb.components.base import Component, register
 from orrb.components.properties import Properties, prop
 from orrb.errors import ConfigError

@@ -46,6 +46,31 @@ def dactyl_states(count: int) -> np.ndarray:
     return np.resize(states, (count, states.shape[1]))
 
 
+def bare_loop(renderer: orrb.LocalRenderer, config: orrb.RemoteRendererConfig, states: np.ndarray):
+    """The baseline: what any user would write with ``mujoco.Renderer`` for the same model,
+    cameras, states and render settings (qpos, kinematics, update_scene + render per camera).
+
+    Returns ``(run, close)``: ``run()`` renders every state once.
+    """
+    import mujoco
+
+    model = renderer.model
+    qpos = orrb.scene.Mapping(model, config.resolve(config.model_mapping_path)).apply(states)
+    data = mujoco.MjData(model)
+    bare = mujoco.Renderer(model, config.image_height, config.image_width)
+
+    def run():
+        for q in qpos:
+            data.qpos[:] = q
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_camlight(model, data)
+            for camera in config.camera_names:
+                bare.update_scene(data, camera)
+                bare.render()
+
+    return run, bare.close
+
+
 def interleaved(variants: dict, repeats: int) -> dict[str, float]:
     """Times each ``{name: fn}`` ``repeats`` times, interleaved (A B A B ...) so drift hits all
     alike; returns the median seconds per call of each."""

@@ -11,9 +11,7 @@ Target: LocalRenderer >= 0.95x the bare loop.
 from __future__ import annotations
 
 import orrb  # first: sets MUJOCO_GL=egl before mujoco picks its GL backend for mujoco.Renderer
-
-import mujoco  # noqa: E402
-from _common import CAMERAS, dactyl_config, dactyl_states, interleaved, parser, report
+from _common import CAMERAS, bare_loop, dactyl_config, dactyl_states, interleaved, parser, report  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -23,29 +21,16 @@ def main(argv=None) -> None:
     config = dactyl_config(args.size)
     states = dactyl_states(args.states)
     with orrb.LocalRenderer(config) as renderer:
-        model = renderer.model
-        mapping = orrb.scene.Mapping(model, config.resolve(config.model_mapping_path))
-        full = mapping.apply(states)
-        data = mujoco.MjData(model)
-        bare = mujoco.Renderer(model, args.size, args.size)
-
-        def bare_loop():
-            for qpos in full:
-                data.qpos[:] = qpos
-                mujoco.mj_kinematics(model, data)
-                mujoco.mj_camlight(model, data)
-                for camera in CAMERAS:
-                    bare.update_scene(data, camera)
-                    bare.render()
+        bare_loop_run, bare_close = bare_loop(renderer, config, states)
 
         def local():
             renderer.render_batch({"qpos": states, "seed": 0})
 
         local()
-        bare_loop()
-        seconds = interleaved({"LocalRenderer (no components)": local, "bare mujoco.Renderer loop": bare_loop},
+        bare_loop_run()
+        seconds = interleaved({"LocalRenderer (no components)": local, "bare mujoco.Renderer loop": bare_loop_run},
                               args.repeats)
-        bare.close()
+        bare_close()
     images = len(states) * len(CAMERAS)
     rates = {name: images / s for name, s in seconds.items()}
     ratio = rates["LocalRenderer (no components)"] / rates["bare mujoco.Renderer loop"]

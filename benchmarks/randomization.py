@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import orrb  # first: sets MUJOCO_GL=egl before mujoco picks its GL backend for mujoco.Renderer
 
-import mujoco  # noqa: E402
-from _common import CAMERAS, dactyl_config, dactyl_states, interleaved, parser, report  # noqa: E402
+from _common import CAMERAS, bare_loop, dactyl_config, dactyl_states, interleaved, parser, report  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -25,29 +24,17 @@ def main(argv=None) -> None:
     full_config = dactyl_config(args.size, "dactyl.renderer_config.json")
     plain_config = dactyl_config(args.size)
     with orrb.LocalRenderer(full_config) as full, orrb.LocalRenderer(plain_config) as plain:
-        model = plain.model
-        qpos = orrb.scene.Mapping(model, plain_config.resolve(plain_config.model_mapping_path)).apply(states)
-        data = mujoco.MjData(model)
-        bare = mujoco.Renderer(model, args.size, args.size)
-
-        def bare_loop():
-            for q in qpos:
-                data.qpos[:] = q
-                mujoco.mj_kinematics(model, data)
-                mujoco.mj_camlight(model, data)
-                for camera in CAMERAS:
-                    bare.update_scene(data, camera)
-                    bare.render()
+        bare_loop_run, bare_close = bare_loop(plain, plain_config, states)
 
         variants = {
             "LocalRenderer, full dactyl config": lambda: full.render_batch({"qpos": states, "seed": 0}),
             "LocalRenderer, no components": lambda: plain.render_batch({"qpos": states, "seed": 0}),
-            "bare mujoco.Renderer loop": bare_loop,
+            "bare mujoco.Renderer loop": bare_loop_run,
         }
         for fn in variants.values():
             fn()  # warm up
         seconds = interleaved(variants, args.repeats)
-        bare.close()
+        bare_close()
     images = len(states) * len(CAMERAS)
     rates = {name: images / s for name, s in seconds.items()}
     full_rate = rates["LocalRenderer, full dactyl config"]

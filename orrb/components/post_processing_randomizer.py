@@ -10,7 +10,8 @@ from orrb.components.base import Component, register
 from orrb.components.properties import RandomizerProperties, prop
 
 _LUMA = np.array([0.299, 0.587, 0.114])
-_DOWN = 4  # bloom and ambient occlusion work on images downsampled by this factor
+_DOWN = 4  # bloom and ambient occlusion work on images downsampled by this factor (bloom by 2x
+# that on images of at least 128 px)
 _BLOOM_THRESHOLD = 0.75  # luminance above which pixels bloom
 _BLOOM_GAIN = 0.35  # bloom added at intensity 1
 _AO_RADIUS = 0.015  # metres: depth differences at this scale darken creases fully
@@ -135,7 +136,7 @@ class PostProcessingRandomizer(Component):
     One draw per entry, shared by all its cameras (made in ``run`` from the entry's
     stream; applied in ``end_batch``): colour grading as one 3x3 matrix plus offset per
     entry (see :func:`grading_matrices`), bloom (pixels brighter than luminance 0.75 bleed
-    into their surroundings, computed at 1/4 resolution; intensity scales the glow,
+    into their surroundings, computed at 1/8 resolution (1/4 below 128 px); intensity scales the glow,
     diffusion in [1, 10] blends a narrow into a wide blur), ambient occlusion (pixels lying
     behind their neighbourhood's mean depth, i.e. in creases, darken; 1/4 resolution,
     from the depth of the colour pass, so it needs no extra render) and film grain
@@ -269,10 +270,12 @@ class PostProcessingRandomizer(Component):
             dark = np.clip(1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ, 0.0, 1.0)
         add = np.float32(255) * o[:, None, None, :] + np.float32(0.5)  # [B, 1, 1, 3]; +0.5 rounds half up
         if bloom:
-            small = _downsample(rgb, f) * np.float32(1 / 255)
+            # bloom is the softest effect: at 1/8 resolution when the image is large enough
+            fb = 2 * f if (h % (2 * f) == 0 and w % (2 * f) == 0 and min(h, w) >= 32 * f) else f
+            small = _downsample(rgb, fb) * np.float32(1 / 255)
             lum = small @ _LUMA.astype(np.float32)
             bright = small * (np.clip(lum - _BLOOM_THRESHOLD, 0, None) / np.float32(1 - _BLOOM_THRESHOLD))[..., None]
-            r1 = max(1, round(min(h, w) / f / 25))
+            r1 = max(1, round(min(h, w) / fb / 25))
             narrow = _box_blur(bright, r1)
             wide = _box_blur(narrow, 3 * r1)
             t = np.clip((v[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32)[:, None, None, None]
@@ -280,6 +283,8 @@ class PostProcessingRandomizer(Component):
             glow = (narrow * (1 - t) + wide * t) * gain
             if grade:
                 glow = (glow.reshape(b, -1, 3) @ m.transpose(0, 2, 1)).reshape(glow.shape)
+            if fb != f:
+                glow = np.repeat(np.repeat(glow, fb // f, axis=1), fb // f, axis=2)
             add = glow + add  # [B, h/f, w/f, 3]
         if h % f == 0 and w % f == 0:
             # rows of blocks as [B, H/f, f, W*3]: the per-block factors repeat along W*3 (one long,

@@ -4,9 +4,10 @@
 own offscreen renderer (EGL: Mesa llvmpipe on a CPU, the NVIDIA driver on a GPU).
 Per entry: restore the per-entry model arrays to base, apply the entry's qpos
 (kinematics only), run the component chain with the entry's random streams,
-then render every camera: colour and depth from one pass, segmentation from a
-second pass when asked for. Image-space components (post-processing) then work on
-the whole batch at once.
+then render every camera side by side into one framebuffer and read them back at once
+(colour and depth from the same pass; see ``_Tiles``), segmentation from a second pass
+when asked for. Image-space components (post-processing) then work on the whole batch
+at once.
 
 The engine is not thread-safe and its GL context lives in the process that created
 it; :class:`orrb.LocalRenderer` gives it one thread of its own.

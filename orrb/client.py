@@ -45,7 +45,7 @@ import zmq
 from orrb import protocol
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.errors import ConfigError, RendererError
-from orrb.request import Request, Response, check_request
+from orrb.request import Request, Response, check_request, put_result_on_queue
 
 __all__ = ["RemoteRenderer"]
 
@@ -397,7 +397,7 @@ class RemoteRenderer:
         """
         future = self._submit(batch)
         if queue is not None:
-            future.add_done_callback(lambda f: queue.put(f.exception() if f.exception() else f.result()))
+            put_result_on_queue(future, queue)
         return future
 
     def update(self, renderer_config: RendererConfig) -> None:

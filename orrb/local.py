@@ -17,7 +17,7 @@ from typing import Any
 
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.errors import RendererError
-from orrb.request import Request, Response, check_request
+from orrb.request import Request, Response, check_request, put_result_on_queue
 
 __all__ = ["LocalRenderer"]
 
@@ -171,7 +171,7 @@ class LocalRenderer:
         """
         future = self._submit(batch)
         if queue is not None:
-            future.add_done_callback(lambda f: queue.put(f.exception() if f.exception() else f.result()))
+            put_result_on_queue(future, queue)
         return future
 
     def update(self, renderer_config: RendererConfig) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Request", "Response", "check_request"]
+__all__ = ["Request", "Response", "check_request", "put_result_on_queue"]
 
 Request = dict[str, Any]
 Response = dict[str, Any]
@@ -65,3 +65,9 @@ def check_request(batch: Request, columns: int) -> tuple[np.ndarray, np.ndarray]
     else:
         raise ValueError("the request has neither 'seed' (int) nor 'seeds' (array [B]): give one")
     return qpos, seeds
+
+
+def put_result_on_queue(future, queue) -> None:
+    """When ``future`` is done, puts its result, or on failure its exception, on ``queue``,
+    so a consumer of ``render_batch_async`` never waits forever."""
+    future.add_done_callback(lambda f: queue.put(f.exception() if f.exception() else f.result()))

@@ -20,6 +20,7 @@ from orrb.wrappers.render_spec import (
     RenderSpec,
     SeedSchedule,
     check_randomize,
+    release_renderer,
     render_request,
     renderer_config_fields,
     resolve_renderer,
@@ -265,10 +266,7 @@ class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def close(self):
         """Closes the env and the renderer the wrapper created (a shared one is left running). Idempotent."""
-        renderer, owned = self._renderer, self._owns_renderer
-        self._renderer, self._owns_renderer = None, False
         try:
-            if renderer is not None and owned:
-                renderer.shutdown()
+            release_renderer(self)
         finally:
             super().close()

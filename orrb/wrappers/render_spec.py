@@ -22,7 +22,7 @@ import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
 
-__all__ = ["QPOS_KEY", "SEED_KEY", "RANDOMIZE_MODES", "RenderSpec", "SeedSchedule", "resolve_renderer"]
+__all__ = ["QPOS_KEY", "SEED_KEY", "RANDOMIZE_MODES", "RenderSpec", "SeedSchedule", "release_renderer", "resolve_renderer"]
 
 QPOS_KEY = "orrb_qpos"
 SEED_KEY = "orrb_seed"
@@ -244,3 +244,12 @@ def resolve_renderer(spec: RenderSpec, renderer: Any) -> tuple[Any, bool]:
 
 def render_request(qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
     return {"qpos": np.ascontiguousarray(qpos, dtype=np.float64), "seeds": np.asarray(seeds, dtype=np.int64)}
+
+
+def release_renderer(owner) -> None:
+    """Detaches ``owner._renderer`` and shuts it down if ``owner`` created it (a shared
+    renderer is left running). Idempotent."""
+    renderer, owned = owner._renderer, owner._owns_renderer
+    owner._renderer, owner._owns_renderer = None, False
+    if renderer is not None and owned:
+        renderer.shutdown()

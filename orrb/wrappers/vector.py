@@ -8,7 +8,14 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, RenderSpec, render_request, resolve_renderer
+from orrb.wrappers.render_spec import (
+    QPOS_KEY,
+    SEED_KEY,
+    RenderSpec,
+    release_renderer,
+    render_request,
+    resolve_renderer,
+)
 
 __all__ = ["OrrbVectorObservation", "get_render_spec"]
 
@@ -124,10 +131,7 @@ class OrrbVectorObservation(VectorWrapper):
 
     def close(self):
         """Closes the vector env and the renderer this wrapper created (idempotent)."""
-        renderer, owned = self._renderer, self._owns_renderer
-        self._renderer, self._owns_renderer = None, False
         try:
-            if renderer is not None and owned:
-                renderer.shutdown()
+            release_renderer(self)
         finally:
             super().close()

@@ -46,6 +46,10 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="fewer sizes, pools and repeats (~1.5 min)")
     p.add_argument("--states", type=int, default=64, help="states per batch (default 64)")
     p.add_argument("--budget-s", type=float, default=270.0, help="stop starting new measurements after this")
+    p.add_argument("--pools", default=None, help="comma-separated server counts (default 1,2,4,8; --quick 1,2,4)")
+    p.add_argument("--repeats", type=int, default=None, help="timed batches per measurement (default 3; --quick 2)")
+    p.add_argument("--also-bare", action="store_true",
+                   help="also measure every pool with no components (render cost alone)")
     args = p.parse_args()
     t0 = time.monotonic()
     summary: dict = {"machine": _common.machine(), "renderer_version": orrb.get_renderer_version(),
@@ -64,9 +68,9 @@ def main() -> int:
                  f"- EGL index for CUDA 0: {summary.get('egl_index_for_cuda0')}",
                  f"- server log device line: {summary.get('server_device_line')}",
                  f"- frames: {summary.get('frames')}", f"- config: {summary.get('config')}", "",
-                 "| size | servers | images/s | x 1 server |", "|---|---|---|---|"]
+                 "| size | config | servers | images/s | x 1 server |", "|---|---|---|---|---|"]
         for row in summary["throughput"]:
-            lines.append(f"| {row['size']} | {row['servers']} | {row['images_per_s']:.1f} | {row['x_one_server']:.2f} |")
+            lines.append(f"| {row['size']} | {row['config']} | {row['servers']} | {row['images_per_s']:.1f} | {row['x_one_server']:.2f} |")
         if summary["errors"]:
             lines += ["", "## errors", *[f"- {e['step']}: `{e['error'].strip().splitlines()[-1]}`" for e in summary["errors"]]]
         with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
@@ -127,9 +131,15 @@ def main() -> int:
     # 3. throughput
     sizes = [128] if args.quick else [128, 200]
     pools = [1, 2, 4] if args.quick else [1, 2, 4, 8]
-    repeats = 2 if args.quick else 3
-    for size in sizes:
-        config = _common.dactyl_config(size, config_path)
+    if args.pools:
+        pools = [int(n) for n in args.pools.split(",")]
+    repeats = args.repeats or (2 if args.quick else 3)
+    variants = [(size, config_path) for size in sizes]
+    if args.also_bare and config_path is not None:
+        variants += [(size, None) for size in sizes]
+    for size, variant_config in variants:
+        config = _common.dactyl_config(size, variant_config)
+        label = variant_config or "no components"
         images = len(states) * len(config.camera_names)
         one = None
         for n in pools:
@@ -145,9 +155,9 @@ def main() -> int:
                         r.render_batch(batch)
                     rate = images * repeats / (time.perf_counter() - start)
                 one = one or rate
-                summary["throughput"].append({"size": size, "servers": n, "images_per_s": rate,
-                                              "x_one_server": rate / one})
-                say(f"{size}x{size}, {n} server(s): {rate:8.1f} images/s  ({rate / one:.2f}x one server)")
+                summary["throughput"].append({"size": size, "config": label, "servers": n,
+                                              "images_per_s": rate, "x_one_server": rate / one})
+                say(f"{size}x{size} {label}, {n} server(s): {rate:8.1f} images/s  ({rate / one:.2f}x one server)")
             except Exception:
                 record_error(f"throughput {size}px x {n} servers")
             save()

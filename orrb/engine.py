@@ -337,23 +337,25 @@ class RenderEngine:
         out.update(aux)
         return out
 
-    def _linear_depth(self, raw: np.ndarray, znear: float, zfar: float) -> np.ndarray:
+    def _linear_depth(self, raw: np.ndarray, znear: float, zfar: float, out: np.ndarray) -> None:
         """Reversed-Z depth buffer values in [0, 1] (0 = far plane) to metres along the axis.
 
-        ``znear``/``zfar`` are the model's clip planes (``vis.map``, in units of the extent)
-        when the frame was drawn.
+        Writes ``float32`` metres (0 where nothing was hit) into ``out`` (same shape as
+        ``raw``). ``znear``/``zfar`` are the model's clip planes (``vis.map``, in units of
+        the extent) when the frame was drawn.
         """
         extent = self.model.stat.extent
         near = np.float32(znear * extent)
         far = np.float32(zfar * extent)
         c = -(far + near) / (far - near)
         d = -(np.float32(2) * far * near) / (far - near)
-        c = np.float32(-0.5) * c - np.float32(0.5)
+        c = np.float32(-0.5) * c - np.float32(0.5)  # = near / (far - near) > 0: no division by zero
         d = np.float32(-0.5) * d
-        # float32 suffices with reversed Z: at most 1e-7 relative error (0.5 um at 5 m) against float64
-        with np.errstate(divide="ignore"):
-            metres = d / (raw + c)
-        return np.where(raw > 0, metres, np.float32(0.0))
+        # float32 suffices with reversed Z: at most 1e-7 relative error (0.5 um at 5 m) against float64;
+        # in place, without temporaries (this runs for every frame)
+        np.add(raw, c, out=out)
+        np.divide(d, out, out=out)
+        out[raw <= 0] = 0.0
 
     def _update_scene(self, camera_id: int) -> None:
         self._camera.fixedcamid = camera_id
@@ -489,7 +491,7 @@ class _Tiles:
             name = self.names[c]
             self.color[name][i, ..., :3] = _tile(rgb_buf, slot, cols, h, w)
             if self.wants_depth:
-                self.depth[name][i] = engine._linear_depth(_tile(depth_buf, slot, cols, h, w), znear, zfar)
+                engine._linear_depth(_tile(depth_buf, slot, cols, h, w), znear, zfar, out=self.depth[name][i])
         self.pending.clear()
 
 

@@ -87,6 +87,8 @@ class Tracker(Component):
     def update(self, changed):
         scene, m = self._scene, self._scene.model
         self._cams = [(name, scene.camera_id(name, self.where)) for name in split_names(self.props.camera_names)]
+        self._cam_names = [name for name, _ in self._cams]
+        self._cam_ids = np.array([c for _, c in self._cams], dtype=int)
         names = [n[: -len("(primitive)")] if n.endswith("(primitive)") else n
                  for n in split_names(self.props.tracked_object_names)]
         aliases = split_names(self.props.tracked_object_aliases)
@@ -127,6 +129,9 @@ class Tracker(Component):
         entry.kinematics()
         m, d = entry.model, entry.data
         w, h = self._scene.width, self._scene.height
+        cams = self._cam_ids
+        cam_pos, cam_mat = d.cam_xpos[cams], d.cam_xmat[cams].reshape(-1, 3, 3)
+        fovy = m.cam_fovy[cams]
         for alias, (kind, idx), geoms, owner, local in self._objects:
             if kind == "body":
                 origin = d.xpos[idx]
@@ -137,26 +142,30 @@ class Tracker(Component):
             drawn = (m.geom_group[geoms] < _VISIBLE_GROUPS) & (m.geom_rgba[geoms, 3] > 0)
             matid = m.geom_matid[geoms]
             drawn &= np.where(matid >= 0, m.mat_rgba[np.maximum(matid, 0), 3] > 0, True)
-            keep = drawn[owner]
-            gid = geoms[owner[keep]]
-            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), local[keep])
-            for cam, c in self._cams:
-                uv = self._project(np.vstack([origin[None], pts]), d.cam_xpos[c], d.cam_xmat[c].reshape(3, 3),
-                                   m.cam_fovy[c], w, h)
-                entry.emit(f"tracker_{alias}_X_{cam}", uv[0])
-                if len(uv) > 1:
-                    box = [uv[1:, 0].min(), uv[1:, 0].max(), uv[1:, 1].min(), uv[1:, 1].max()]
-                else:
-                    box = [uv[0, 0], uv[0, 0], uv[0, 1], uv[0, 1]]
-                entry.emit(f"tracker_{alias}_X_{cam}_bbox", box)
+            if drawn.all():
+                gid, pts_local = geoms[owner], local
+            else:
+                keep = drawn[owner]
+                gid, pts_local = geoms[owner[keep]], local[keep]
+            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), pts_local)
+            x, y = self._project(np.vstack([origin[None], pts]), cam_pos, cam_mat, fovy, w, h)  # [C, 1 + n] each
+            uv = np.stack([x[:, 0], y[:, 0]], axis=1)
+            if x.shape[1] > 1:
+                x, y = x[:, 1:], y[:, 1:]
+            boxes = np.stack([x.min(axis=1), x.max(axis=1), y.min(axis=1), y.max(axis=1)], axis=1)
+            for k, cam in enumerate(self._cam_names):
+                entry.emit(f"tracker_{alias}_X_{cam}", uv[k])
+                entry.emit(f"tracker_{alias}_X_{cam}_bbox", boxes[k])
 
     @staticmethod
-    def _project(points: np.ndarray, cam_pos: np.ndarray, cam_mat: np.ndarray, fovy: float, w: int, h: int):
-        """World points ``[n, 3]`` -> normalized image coordinates ``[n, 2]`` (x right, y down)."""
-        rel = (points - cam_pos) @ cam_mat  # camera frame: x right, y up, z backwards
-        depth = -rel[:, 2]
+    def _project(points: np.ndarray, cam_pos: np.ndarray, cam_mat: np.ndarray, fovy: np.ndarray, w: int, h: int):
+        """World points ``[n, 3]`` -> normalized image coordinates ``(x, y)``, each ``[C, n]``
+        (x right, y down) in ``C`` cameras (positions ``[C, 3]``, frames ``[C, 3, 3]``, fovy
+        ``[C]`` degrees)."""
+        c = len(cam_pos)
+        axes = cam_mat.transpose(0, 2, 1).reshape(3 * c, 3)  # rows: each camera's x, y, z axis in world
+        rel = (axes @ points.T - np.einsum("cij,ci->cj", cam_mat, cam_pos).reshape(3 * c, 1)).reshape(c, 3, -1)
+        depth = -rel[:, 2]  # the camera looks along its -z, y up
         depth = np.where(np.abs(depth) > 1e-9, depth, 1e-9)
-        f = (h / 2.0) / np.tan(np.radians(fovy) / 2.0)  # focal length in pixels
-        x = 0.5 + f * rel[:, 0] / depth / w
-        y = 0.5 - f * rel[:, 1] / depth / h
-        return np.stack([x, y], axis=1)
+        f = ((h / 2.0) / np.tan(np.radians(fovy) / 2.0))[:, None] / depth  # focal length in pixels / depth
+        return 0.5 + rel[:, 0] * f / w, 0.5 - rel[:, 1] * f / h

@@ -9,7 +9,9 @@ Steps (each guarded: a failure is recorded and the script goes on):
 2. One server on GPU 0: its log must show the CUDA->EGL mapping; frames must not be
    blank and must match a second server's render of the same request bit for bit
    (and LocalRenderer in this process, reported as max abs difference).
-3. images/s at 128x128 and 200x200 for pools of 1, 2, 4, 8 servers on GPU 0
+3. In this process: images/s with the image stage (post-processing) overlapped with drawing
+   and after it.
+4. images/s at 128x128 and 200x200 for pools of 1, 2, 4, 8 servers on GPU 0
    (3 cameras, the Dactyl renderer config when its components load, else none).
 Writes ``--out`` (JSON) and the same path with ``.md`` (a markdown table). Stays
 under ~5 minutes (``--quick``: ~1.5).
@@ -67,7 +69,8 @@ def main() -> int:
                  f"- EGL devices (CUDA index per EGL device): {summary.get('egl_devices')}",
                  f"- EGL index for CUDA 0: {summary.get('egl_index_for_cuda0')}",
                  f"- server log device line: {summary.get('server_device_line')}",
-                 f"- frames: {summary.get('frames')}", f"- config: {summary.get('config')}", "",
+                 f"- frames: {summary.get('frames')}", f"- config: {summary.get('config')}",
+                 f"- image stage in one process (images/s, inline vs overlapped): {summary.get('image_stage')}", "",
                  "| size | config | servers | images/s | x 1 server |", "|---|---|---|---|---|"]
         for row in summary["throughput"]:
             lines.append(f"| {row['size']} | {row['config']} | {row['servers']} | {row['images_per_s']:.1f} | {row['x_one_server']:.2f} |")
@@ -128,7 +131,32 @@ def main() -> int:
         record_error("correctness check on GPU 0")
     save()
 
-    # 3. throughput
+    # 3. in this process: the image stage (post-processing) overlapped with drawing vs after it
+    try:
+        from orrb.engine import RenderEngine
+
+        overlap: dict = {}
+        for size in ([128] if args.quick else [128, 200]):
+            with RenderEngine(_common.dactyl_config(size, config_path)) as engine:
+                summary["gl_hardware"] = engine._gpu
+                seeds = np.arange(len(states), dtype=np.uint64)
+                engine.render(states, seeds)
+                times: dict = {"inline": [], "overlapped": []}
+                for _ in range(3):
+                    for label, flag in (("inline", False), ("overlapped", True)):
+                        engine._gpu = flag
+                        start = time.perf_counter()
+                        engine.render(states, seeds)
+                        times[label].append(time.perf_counter() - start)
+                images = len(states) * len(_common.CAMERAS)
+                overlap[size] = {k: images / min(v) for k, v in times.items()}
+                say(f"{size}x{size} in-process engine: " + ", ".join(f"{k} {r:.1f} images/s" for k, r in overlap[size].items()))
+        summary["image_stage"] = overlap
+    except Exception:
+        record_error("image stage overlap")
+    save()
+
+    # 4. throughput
     sizes = [128] if args.quick else [128, 200]
     pools = [1, 2, 4] if args.quick else [1, 2, 4, 8]
     if args.pools:

@@ -15,6 +15,7 @@ it; :class:`orrb.LocalRenderer` gives it one thread of its own.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 
 import mujoco
@@ -47,6 +48,11 @@ _MAX_TILES = 24
 _TILE_PIXELS = 1 << 20
 _MAX_TILED_WIDTH = 4096
 _MAX_TILED_HEIGHT = 2048
+# On a GPU, image-space components (post-processing) run on a worker thread over chunks of
+# this many entries while the render thread draws the next ones: the render thread mostly
+# waits for the GPU, with the GIL released. On llvmpipe, whose threads keep the cores busy,
+# they run in the render thread after the batch (measured: overlapping gained nothing there).
+_IMAGE_CHUNK = 4
 _MAP_FIELDS = ("znear", "zfar")
 
 
@@ -55,14 +61,26 @@ class Frames:
     """What the cameras produced for a batch, handed to image-space components.
 
     Attributes:
+    The engine hands the batch over in consecutive chunks of entries (``entries``), each
+    as soon as it is drawn, so image-space work overlaps the drawing of later entries;
+    the arrays hold only that chunk (``B`` = its length).
+
+    Attributes:
         color: ``{camera: uint8 [B, H, W, 3|4]}`` (components may edit in place).
         depth: ``{camera: float32 [B, H, W]}`` metres along the camera axis, 0 = nothing hit.
         fovy: ``{camera: float64 [B]}`` vertical field of view (degrees) each entry rendered with.
+        entries: which entries of the batch these are (index per-entry state with it).
     """
 
     color: dict[str, np.ndarray]
     depth: dict[str, np.ndarray]
     fovy: dict[str, np.ndarray]
+    entries: slice = dataclasses.field(default_factory=lambda: slice(None))
+
+    def chunk(self, entries: slice) -> Frames:
+        """The frames of ``entries`` (views, not copies)."""
+        return Frames({c: a[entries] for c, a in self.color.items()}, {c: a[entries] for c, a in self.depth.items()},
+                      {c: a[entries] for c, a in self.fovy.items()}, entries)
 
 
 class RenderEngine:
@@ -84,6 +102,8 @@ class RenderEngine:
         self._gl = None
         self._con = None
         self._closed = False
+        self._image_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._gpu = False  # the GL renderer is hardware (not llvmpipe/softpipe); set with the context
         config.validate()
         self.config = config.copy()
         self.width = config.image_width
@@ -121,8 +141,8 @@ class RenderEngine:
         slots = max(1, min(ncam, _MAX_TILES, _TILE_PIXELS // (self.width * self.height)))
         self._tile_cols = max(1, min(slots, _MAX_TILED_WIDTH // self.width))
         self._tile_rows = max(1, min(-(-slots // self._tile_cols), _MAX_TILED_HEIGHT // self.height))
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self._tile_cols * self.width)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, self._tile_rows * self.height)
+        model.vis.global_.offwidth = self._tile_cols * self.width
+        model.vis.global_.offheight = self._tile_rows * self.height
 
         mapping = Mapping(model, self._mapping_path)
         camera_list = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) or "" for i in range(model.ncam)]
@@ -175,6 +195,7 @@ class RenderEngine:
             self._con.free()
             self._con = None
         self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
+        self._gpu = _hardware_renderer()
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
 
@@ -286,6 +307,9 @@ class RenderEngine:
 
         names = list(cfg.camera_names)
         tiles = _Tiles(self, wants_depth, color, depth)
+        frames = Frames(color, depth, fovy)
+        image_stage = [end for c in active if (end := getattr(c, "end_batch", None)) is not None]
+        chunks = _ImageStage(self, image_stage, frames, n, self._gpu)
         entry = EntryContext(model, data, aux, self.camera_ids)
         for component in active:
             begin = getattr(component, "begin_batch", None)
@@ -293,35 +317,36 @@ class RenderEngine:
                 begin(n)
         self._gl.make_current()  # another renderer in this process may have taken the thread
         base_items = list(self._base.items())
-        for i in range(n):
-            for name, base in base_items:
-                np.copyto(getattr(model, name), base)
-            headlight = model.vis.headlight
-            for f, v in self._base_headlight.items():
-                setattr(headlight, f, v)
-            for f, v in self._base_map.items():
-                setattr(model.vis.map, f, v)
-            data.qpos[:] = full[i]
-            mujoco.mj_kinematics(model, data)
-            mujoco.mj_comPos(model, data)  # subtree centres of mass: trackcom/targetbodycom cameras and lights
-            mujoco.mj_camlight(model, data)
-            entry.index = i
-            entry.seed = int(seeds[i])
-            entry._dirty = False
-            for component in active:
-                entry.rng = np.random.default_rng([entry.seed, component.stream_key])
-                component.run(entry)
-            entry.kinematics()
-            for c, cam_id in enumerate(self.camera_ids):
-                fovy[names[c]][i] = model.cam_fovy[cam_id]
-            tiles.render_entry(i)
-            if segmentation:
-                self._segment(i, names, segmentation)
-        frames = Frames(color, depth, fovy)
-        for component in active:
-            end = getattr(component, "end_batch", None)
-            if end is not None:
-                end(frames)
+        try:
+            for i in range(n):
+                for name, base in base_items:
+                    np.copyto(getattr(model, name), base)
+                headlight = model.vis.headlight
+                for f, v in self._base_headlight.items():
+                    setattr(headlight, f, v)
+                for f, v in self._base_map.items():
+                    setattr(model.vis.map, f, v)
+                data.qpos[:] = full[i]
+                mujoco.mj_kinematics(model, data)
+                mujoco.mj_comPos(model, data)  # subtree centres of mass: trackcom/targetbodycom cameras and lights
+                mujoco.mj_camlight(model, data)
+                entry.index = i
+                entry.seed = int(seeds[i])
+                entry._dirty = False
+                for component in active:
+                    entry.rng = np.random.default_rng([entry.seed, component.stream_key])
+                    component.run(entry)
+                entry.kinematics()
+                for c, cam_id in enumerate(self.camera_ids):
+                    fovy[names[c]][i] = model.cam_fovy[cam_id]
+                tiles.render_entry(i)
+                if segmentation:
+                    self._segment(i, names, segmentation)
+                chunks.entry_done(i)
+        except BaseException:
+            chunks.drain()  # no worker may still write this batch's arrays
+            raise
+        chunks.wait()
 
         out: dict[str, np.ndarray] = {}
         for name in cfg.camera_names:
@@ -399,12 +424,21 @@ class RenderEngine:
                 segmentation[names[c]][i] = lut[np.minimum(ids, len(lut) - 1)]
 
     # -- lifecycle ---------------------------------------------------------------------------------
+    def _image_worker(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread that runs image-space components (created on first use)."""
+        if self._image_pool is None:
+            self._image_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orrb-image")
+        return self._image_pool
+
     def close(self) -> None:
         """Frees the MuJoCo render context (with its GL context current), then the GL context.
 
         Idempotent and safe on a half-built engine.
         """
         self._closed = True
+        if self._image_pool is not None:
+            self._image_pool.shutdown(wait=True)
+            self._image_pool = None
         if self._con is not None:
             try:
                 if self._gl is not None:
@@ -493,6 +527,62 @@ class _Tiles:
             if self.wants_depth:
                 engine._linear_depth(_tile(depth_buf, slot, cols, h, w), znear, zfar, out=self.depth[name][i])
         self.pending.clear()
+
+
+def _hardware_renderer() -> bool:
+    """True when the current GL context renders on hardware rather than Mesa's software
+    rasterizers (llvmpipe, softpipe, swrast)."""
+    try:
+        from OpenGL import GL
+
+        name = (GL.glGetString(GL.GL_RENDERER) or b"").decode(errors="replace").lower()
+    except Exception:  # no PyOpenGL or no current context: assume software, the safe choice
+        return False
+    return bool(name) and not any(soft in name for soft in ("llvmpipe", "softpipe", "swrast"))
+
+
+class _ImageStage:
+    """Runs the image-space components (``end_batch`` hooks, in chain order).
+
+    With ``overlap`` (a GPU renders): on chunks of ``_IMAGE_CHUNK`` entries on the engine's
+    worker thread, each chunk as soon as its entries are drawn. Otherwise: on the whole
+    batch in the render thread once it is drawn. Chunking changes no output: every effect
+    is computed per entry.
+    """
+
+    def __init__(self, engine: RenderEngine, hooks: list, frames: Frames, n: int, overlap: bool):
+        self.engine, self.hooks, self.frames, self.n = engine, hooks, frames, n
+        self.chunk_size = _IMAGE_CHUNK if overlap else n
+        self.overlap = overlap
+        self.start = 0
+        self.pending: list[concurrent.futures.Future] = []
+
+    def entry_done(self, i: int) -> None:
+        """Entry ``i`` is drawn and read back: hands over a full chunk (or the last one)."""
+        if not self.hooks or (i + 1 - self.start < self.chunk_size and i + 1 < self.n):
+            return
+        chunk = self.frames.chunk(slice(self.start, i + 1))
+        self.start = i + 1
+        if self.overlap:
+            self.pending.append(self.engine._image_worker().submit(self._run, chunk))
+        else:
+            self._run(chunk)
+
+    def _run(self, chunk: Frames) -> None:
+        for hook in self.hooks:
+            hook(chunk)
+
+    def drain(self) -> None:
+        """Waits for every chunk, ignoring their failures (the render failed already)."""
+        pending, self.pending = self.pending, []
+        concurrent.futures.wait(pending)
+
+    def wait(self) -> None:
+        """Waits for every chunk; re-raises the first failure in the render thread."""
+        pending, self.pending = self.pending, []
+        concurrent.futures.wait(pending)
+        for future in pending:
+            future.result()
 
 
 def _gl_context_class():

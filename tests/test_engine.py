@@ -374,3 +374,19 @@ def test_depth_of_an_entry_is_bit_identical_alone_or_in_a_batch(dactyl_states):
         alone = renderer.render_batch({"qpos": dactyl_states[3:6], "seeds": [8, 9, 10]})
     np.testing.assert_array_equal(batch["vision_cam_left_depth"][3:], alone["vision_cam_left_depth"])
     np.testing.assert_array_equal(batch["vision_cam_left"][3:], alone["vision_cam_left"])
+
+
+def test_post_processing_overlapped_in_chunks_gives_the_pixels_of_the_whole_batch(dactyl_states):
+    """On a GPU the engine post-processes chunks of entries on a worker thread while it draws
+    the next ones; forced on here (llvmpipe runs it inline), the images must not change."""
+    from orrb.engine import RenderEngine
+
+    config = dactyl_config(image_width=48, image_height=48, renderer_config_path="dactyl.renderer_config.json")
+    seeds = np.arange(11, dtype=np.uint64)  # 11: the last chunk is a partial one
+    with RenderEngine(config) as engine:
+        assert engine._gpu is False  # llvmpipe here
+        inline = engine.render(dactyl_states[:11], seeds)
+        engine._gpu = True
+        overlapped = engine.render(dactyl_states[:11], seeds)
+    for key in inline:
+        np.testing.assert_array_equal(overlapped[key], inline[key], err_msg=key)

@@ -17,6 +17,10 @@ Lifecycle (driven by :class:`orrb.engine.RenderEngine`):
 3. ``update(changed)``: properties in ``changed`` were given new values (already
    stored in ``self.props``); rebuild only what they require.
 4. ``run(entry)``: once per batch entry; cheap, vectorized over geoms/materials/lights.
+5. Optional batch hooks: ``begin_batch(n)`` before the first entry; ``end_batch(frames)``
+   for image-space work on the drawn frames (:class:`orrb.engine.Frames`), called on
+   consecutive chunks of entries (``frames.entries``), possibly on a worker thread while
+   later entries are drawn: it must compute every entry independently of the others.
 
 Per-entry state: before every entry the engine restores every per-entry model array
 (colours, materials, lights, cameras, body poses, geom groups...) to the compiled

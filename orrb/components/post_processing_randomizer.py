@@ -226,19 +226,23 @@ class PostProcessingRandomizer(Component):
     def end_batch(self, frames) -> None:
         for k, (camera, color) in enumerate(frames.color.items()):
             depth = frames.depth.get(camera)
-            self.apply(color[..., :3], depth, camera_index=k, out=color[..., :3])
+            self.apply(color[..., :3], depth, camera_index=k, out=color[..., :3], entries=frames.entries)
 
     def apply(self, rgb: np.ndarray, depth: np.ndarray | None, camera_index: int = 0,
-              out: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, entries: slice = slice(None)) -> np.ndarray:
         """Applies this batch's drawn effects to ``uint8 [B, H, W, 3]``; returns uint8 (may be ``rgb``).
 
+        Every effect is computed per entry, so applying it to chunks of the batch gives the
+        same pixels as applying it to the whole batch.
+
         Args:
-            rgb: colour images of one camera for the batch's entries.
+            rgb: colour images of one camera for the batch's ``entries``.
             depth: ``float32 [B, H, W]`` metres (0 = nothing hit), or None (no ambient occlusion).
             camera_index: which camera of the entry (each camera gets its own grain pattern).
             out: ``uint8 [B, H, W, 3]`` to write the result into (may be ``rgb`` itself).
+            entries: which entries of the batch ``rgb`` holds (default: all of them).
         """
-        v = self._values
+        v = self._values[entries]
         b, h, w, _ = rgb.shape
         grade = np.any(v[:, 0:6] != 0)
         bloom = np.any(v[:, 6] != 0)
@@ -301,18 +305,19 @@ class PostProcessingRandomizer(Component):
                 x *= _upsample(dark, f, h, w)[..., None]
             x += _upsample(add, f, h, w) if add.shape[1] > 1 else add
         if grain:
-            x += np.float32(255) * self._grain(b, h, w, camera_index)
+            x += np.float32(255) * self._grain(v, self._grain_seeds[entries], h, w, camera_index)
         np.clip(x, 0.0, 255.0, out=x)
         if out is None:
             return x.astype(np.uint8)
         np.copyto(out, x, casting="unsafe")  # straight into the caller's array: no uint8 temporary
         return out
 
-    def _grain(self, b: int, h: int, w: int, camera_index: int) -> np.ndarray:
-        v = self._values
-        out = np.zeros((b, h, w, 3), np.float32)
+    @staticmethod
+    def _grain(v: np.ndarray, seeds: np.ndarray, h: int, w: int, camera_index: int) -> np.ndarray:
+        """Film grain ``float32 [B, H, W, 3]`` (fraction of full scale) for draws ``v`` and grain seeds."""
+        out = np.zeros((len(v), h, w, 3), np.float32)
         for i in np.flatnonzero(v[:, 10] != 0):  # one noise field per entry (a few numpy calls each)
-            rng = np.random.default_rng([int(self._grain_seeds[i]), camera_index])
+            rng = np.random.default_rng([int(seeds[i]), camera_index])
             size = max(1.0, float(v[i, 11]))
             gh, gw = int(np.ceil(h / size)), int(np.ceil(w / size))
             channels = 3 if v[i, 9] else 1

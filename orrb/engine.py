@@ -452,6 +452,15 @@ class RenderEngine:
             finally:
                 self._gl = None
 
+    def __del__(self):
+        # An engine dropped without close() must still free its MuJoCo render context with its
+        # own GL context current: freed later by the garbage collector, with another engine's
+        # context current, it would delete that engine's framebuffers and textures (same ids).
+        try:
+            self.close()
+        except Exception:
+            pass
+
     def __enter__(self) -> RenderEngine:
         return self
 

@@ -390,3 +390,23 @@ def test_post_processing_overlapped_in_chunks_gives_the_pixels_of_the_whole_batc
         overlapped = engine.render(dactyl_states[:11], seeds)
     for key in inline:
         np.testing.assert_array_equal(overlapped[key], inline[key], err_msg=key)
+
+
+def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(dactyl_states):
+    """Regression: a dropped engine's MuJoCo render context was freed by the garbage collector
+    with the other engine's GL context current, deleting that engine's framebuffer (same GL
+    ids): it then rendered garbage, fast and without an error."""
+    import gc
+
+    from orrb.engine import RenderEngine
+
+    config = dactyl_config(camera_names=["vision_cam_left"], image_width=32, image_height=32)
+    seeds = np.arange(2, dtype=np.uint64)
+    with RenderEngine(config) as reference:
+        expected = reference.render(dactyl_states[:2], seeds)["vision_cam_left"]
+    first = RenderEngine(config)
+    second = RenderEngine(config)
+    del first
+    gc.collect()
+    with second:
+        np.testing.assert_array_equal(second.render(dactyl_states[:2], seeds)["vision_cam_left"], expected)

@@ -49,10 +49,12 @@ _TILE_PIXELS = 1 << 20
 _MAX_TILED_WIDTH = 4096
 _MAX_TILED_HEIGHT = 2048
 # On a GPU, image-space components (post-processing) run on a worker thread over chunks of
-# this many entries while the render thread draws the next ones: the render thread mostly
-# waits for the GPU, with the GIL released. On llvmpipe, whose threads keep the cores busy,
-# they run in the render thread after the batch (measured: overlapping gained nothing there).
-_IMAGE_CHUNK = 4
+# entries of about this many pixels per camera (4 at 200x200), each as soon as its entries are
+# drawn, while the render thread draws the next ones: it mostly waits for the GPU, with the
+# GIL released. On llvmpipe, whose threads keep the cores busy, they run in the render thread
+# on the whole batch once drawn (measured there: overlapping gained nothing, and smaller
+# chunks cost more numpy calls).
+_IMAGE_CHUNK_PIXELS = 160_000
 _MAP_FIELDS = ("znear", "zfar")
 
 
@@ -553,15 +555,15 @@ def _hardware_renderer() -> bool:
 class _ImageStage:
     """Runs the image-space components (``end_batch`` hooks, in chain order).
 
-    With ``overlap`` (a GPU renders): on chunks of ``_IMAGE_CHUNK`` entries on the engine's
-    worker thread, each chunk as soon as its entries are drawn. Otherwise: on the whole
-    batch in the render thread once it is drawn. Chunking changes no output: every effect
-    is computed per entry.
+    With ``overlap`` (a GPU renders): on chunks of entries (``_IMAGE_CHUNK_PIXELS`` per
+    camera) on the engine's worker thread, each chunk as soon as its entries are drawn.
+    Otherwise: on the whole batch in the render thread once it is drawn. Chunking changes no
+    output: every effect is computed per entry.
     """
 
     def __init__(self, engine: RenderEngine, hooks: list, frames: Frames, n: int, overlap: bool):
         self.engine, self.hooks, self.frames, self.n = engine, hooks, frames, n
-        self.chunk_size = _IMAGE_CHUNK if overlap else n
+        self.chunk_size = max(1, _IMAGE_CHUNK_PIXELS // (engine.width * engine.height)) if overlap else n
         self.overlap = overlap
         self.start = 0
         self.pending: list[concurrent.futures.Future] = []

@@ -376,10 +376,13 @@ def test_depth_of_an_entry_is_bit_identical_alone_or_in_a_batch(dactyl_states):
     np.testing.assert_array_equal(batch["vision_cam_left"][3:], alone["vision_cam_left"])
 
 
-def test_post_processing_overlapped_in_chunks_gives_the_pixels_of_the_whole_batch(dactyl_states):
+def test_post_processing_overlapped_in_chunks_gives_the_pixels_of_the_whole_batch(dactyl_states, monkeypatch):
     """On a GPU the engine post-processes chunks of entries on a worker thread while it draws
     the next ones; forced on here (llvmpipe runs it inline), the images must not change."""
+    from orrb import engine as engine_module
     from orrb.engine import RenderEngine
+
+    monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS", 4 * 48 * 48)  # chunks of 4 entries
 
     config = dactyl_config(image_width=48, image_height=48, renderer_config_path="dactyl.renderer_config.json")
     seeds = np.arange(11, dtype=np.uint64)  # 11: the last chunk is a partial one

@@ -248,3 +248,36 @@ def _alive(pid: int) -> bool:
             return "State:\tZ" not in f.read()
     except FileNotFoundError:
         return False
+
+
+def test_detached_start_prints_runnable_server_commands_and_waits_for_them(monkeypatch, capsys, reference,
+                                                                             dactyl_states):
+    import shlex
+    import subprocess
+    import threading
+    import time
+
+    monkeypatch.setenv("ORRB_DETACHED", "1")
+    base = free_base_port(2)
+    renderer = orrb.RemoteRenderer("test-detached", orrb.utils.build_server_configs(1, 2, base), small_config())
+    starting = threading.Thread(target=renderer.start, daemon=True)
+    starting.start()
+    printed, deadline = "", time.monotonic() + 30
+    while printed.count("orrb.server") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        printed += capsys.readouterr().out
+    commands = [shlex.split(line) for line in printed.splitlines() if "orrb.server" in line]
+    assert len(commands) == 2 and {c[c.index("--port") + 1] for c in commands} == {str(base), str(base + 1)}
+    time.sleep(1.0)
+    assert starting.is_alive(), "start() must wait for servers started by hand"
+    servers = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in commands]
+    try:
+        starting.join(60)
+        assert not starting.is_alive()
+        result = renderer.render_batch({"qpos": dactyl_states[:8], "seed": 11})
+        assert np.array_equal(result["vision_cam_left"], reference["vision_cam_left"][:8])
+    finally:
+        renderer.shutdown()
+        for server in servers:
+            server.kill()
+            server.wait()

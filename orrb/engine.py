@@ -48,13 +48,14 @@ _MAX_TILES = 24
 _TILE_PIXELS = 1 << 20
 _MAX_TILED_WIDTH = 4096
 _MAX_TILED_HEIGHT = 2048
-# On a GPU, image-space components (post-processing) run on a worker thread over chunks of
-# entries of about this many pixels per camera (4 at 200x200), each as soon as its entries are
-# drawn, while the render thread draws the next ones: it mostly waits for the GPU, with the
-# GIL released. On llvmpipe, whose threads keep the cores busy, they run in the render thread
-# on the whole batch once drawn (measured there: overlapping gained nothing, and smaller
-# chunks cost more numpy calls).
-_IMAGE_CHUNK_PIXELS = 160_000
+# Image-space components (post-processing) run on chunks of entries of about this many pixels
+# per camera (16 entries at 200x200), each chunk as soon as its entries are drawn: numpy
+# temporaries of a whole large batch (61 MB per float32 copy of 128 such images) cost page
+# faults and cache misses, 3x the time per image of 16-entry chunks. On a GPU they run on a
+# worker thread while the render thread draws the next entries (it mostly waits for the GPU,
+# with the GIL released); on llvmpipe, whose threads keep the cores busy, in the render thread
+# (measured there: overlapping gained nothing).
+_IMAGE_CHUNK_PIXELS = 640_000
 _MAP_FIELDS = ("znear", "zfar")
 
 
@@ -555,15 +556,14 @@ def _hardware_renderer() -> bool:
 class _ImageStage:
     """Runs the image-space components (``end_batch`` hooks, in chain order).
 
-    With ``overlap`` (a GPU renders): on chunks of entries (``_IMAGE_CHUNK_PIXELS`` per
-    camera) on the engine's worker thread, each chunk as soon as its entries are drawn.
-    Otherwise: on the whole batch in the render thread once it is drawn. Chunking changes no
-    output: every effect is computed per entry.
+    On chunks of entries (``_IMAGE_CHUNK_PIXELS`` per camera), each as soon as its entries
+    are drawn: with ``overlap`` (a GPU renders) on the engine's worker thread, otherwise in
+    the render thread. Chunking changes no output: every effect is computed per entry.
     """
 
     def __init__(self, engine: RenderEngine, hooks: list, frames: Frames, n: int, overlap: bool):
         self.engine, self.hooks, self.frames, self.n = engine, hooks, frames, n
-        self.chunk_size = max(1, _IMAGE_CHUNK_PIXELS // (engine.width * engine.height)) if overlap else n
+        self.chunk_size = max(1, _IMAGE_CHUNK_PIXELS // (engine.width * engine.height))
         self.overlap = overlap
         self.start = 0
         self.pending: list[concurrent.futures.Future] = []

@@ -376,23 +376,27 @@ def test_depth_of_an_entry_is_bit_identical_alone_or_in_a_batch(dactyl_states):
     np.testing.assert_array_equal(batch["vision_cam_left"][3:], alone["vision_cam_left"])
 
 
-def test_post_processing_overlapped_in_chunks_gives_the_pixels_of_the_whole_batch(dactyl_states, monkeypatch):
-    """On a GPU the engine post-processes chunks of entries on a worker thread while it draws
-    the next ones; forced on here (llvmpipe runs it inline), the images must not change."""
+def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_the_whole_batch(dactyl_states,
+                                                                                          monkeypatch):
+    """The engine post-processes chunks of entries as soon as they are drawn, on a GPU on a
+    worker thread while it draws the next ones (forced on here: llvmpipe runs them inline);
+    neither may change the images."""
     from orrb import engine as engine_module
     from orrb.engine import RenderEngine
 
-    monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS", 4 * 48 * 48)  # chunks of 4 entries
-
     config = dactyl_config(image_width=48, image_height=48, renderer_config_path="dactyl.renderer_config.json")
-    seeds = np.arange(11, dtype=np.uint64)  # 11: the last chunk is a partial one
+    seeds = np.arange(11, dtype=np.uint64)  # 11 entries: with chunks of 4 the last one is partial
     with RenderEngine(config) as engine:
         assert engine._gpu is False  # llvmpipe here
+        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS", 10**9)
+        whole = engine.render(dactyl_states[:11], seeds)
+        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS", 4 * 48 * 48)
         inline = engine.render(dactyl_states[:11], seeds)
         engine._gpu = True
         overlapped = engine.render(dactyl_states[:11], seeds)
-    for key in inline:
-        np.testing.assert_array_equal(overlapped[key], inline[key], err_msg=key)
+    for key in whole:
+        np.testing.assert_array_equal(inline[key], whole[key], err_msg=key)
+        np.testing.assert_array_equal(overlapped[key], whole[key], err_msg=key)
 
 
 def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(dactyl_states):

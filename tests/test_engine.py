@@ -417,3 +417,21 @@ def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(da
     gc.collect()
     with second:
         np.testing.assert_array_equal(second.render(dactyl_states[:2], seeds)["vision_cam_left"], expected)
+
+
+def test_one_blit_readback_gives_mujocos_colour_and_depth_bits(dactyl_states):
+    """The engine reads colour and depth with one resolve blit once it has checked, on its
+    first readback, that this gives mjr_readPixels' bits; forced either way, outputs agree."""
+    from orrb.engine import RenderEngine
+
+    config = dactyl_config(image_width=40, image_height=40, render_depth=True)
+    seeds = np.arange(3, dtype=np.uint64)
+    with RenderEngine(config) as engine:
+        first = engine.render(dactyl_states[:3], seeds)
+        assert engine._one_blit is True  # checked against mjr_readPixels on the first readback
+        fast = engine.render(dactyl_states[:3], seeds)
+        engine._one_blit = False  # MuJoCo's own readback
+        mujocos = engine.render(dactyl_states[:3], seeds)
+    for key in first:
+        np.testing.assert_array_equal(fast[key], mujocos[key], err_msg=key)
+        np.testing.assert_array_equal(first[key], mujocos[key], err_msg=key)

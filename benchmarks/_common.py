@@ -26,7 +26,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer states and repetitions (a smoke run)")
     p.add_argument("--size", type=int, default=200, help="image width and height in pixels (default 200)")
     p.add_argument("--states", type=int, default=16, help="states per batch (default 16)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per variant (default 5)")
+    p.add_argument("--repeats", type=int, default=15,
+                   help="timed repetitions per variant, interleaved; the median counts (default 15)")
     return p
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
+import warnings
 
 import mujoco
 import numpy as np
@@ -57,13 +59,15 @@ _MAX_TILED_HEIGHT = 2048
 # (measured there: overlapping gained nothing).
 _IMAGE_CHUNK_PIXELS = 640_000
 _MAP_FIELDS = ("znear", "zfar")
+# Render and GL contexts of engines closed from a thread that could not make their GL context
+# current: kept so that their destructors never run GL calls under another context.
+_ABANDONED: list = []
 
 
 @dataclasses.dataclass
 class Frames:
     """What the cameras produced for a batch, handed to image-space components.
 
-    Attributes:
     The engine hands the batch over in consecutive chunks of entries (``entries``), each
     as soon as it is drawn, so image-space work overlaps the drawing of later entries;
     the arrays hold only that chunk (``B`` = its length).
@@ -430,6 +434,8 @@ class RenderEngine:
     # -- lifecycle ---------------------------------------------------------------------------------
     def _image_worker(self) -> concurrent.futures.ThreadPoolExecutor:
         """The thread that runs image-space components (created on first use)."""
+        if self._closed:
+            raise RendererError("render() called after close()")
         if self._image_pool is None:
             self._image_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orrb-image")
         return self._image_pool
@@ -437,24 +443,34 @@ class RenderEngine:
     def close(self) -> None:
         """Frees the MuJoCo render context (with its GL context current), then the GL context.
 
-        Idempotent and safe on a half-built engine.
+        Idempotent and safe on a half-built engine. Call it from the thread that renders: a
+        GL context current in another thread cannot be made current here, and the contexts
+        are then left allocated (with a ``ResourceWarning``) rather than freed under another
+        engine's context, which would delete that engine's framebuffers (same GL ids).
         """
         self._closed = True
-        if self._image_pool is not None:
-            self._image_pool.shutdown(wait=True)
-            self._image_pool = None
-        if self._con is not None:
-            try:
-                if self._gl is not None:
-                    self._gl.make_current()
-                self._con.free()
-            finally:
-                self._con = None
-        if self._gl is not None:
-            try:
-                self._gl.free()
-            finally:
-                self._gl = None
+        pool, self._image_pool = self._image_pool, None
+        if pool is not None:
+            # not from the pool's own thread (an engine finalized there cannot join it)
+            pool.shutdown(wait=threading.current_thread().name.split("_")[0] != "orrb-image")
+        con, gl = self._con, self._gl
+        self._con = self._gl = None
+        if con is None and gl is None:
+            return
+        try:
+            if gl is not None:
+                gl.make_current()
+        except Exception as e:
+            _ABANDONED.append((con, gl))  # never freed: their destructors would run GL calls here
+            warnings.warn(f"RenderEngine closed from a thread where its GL context cannot be made current ({e}); "
+                          "its GL resources stay allocated until the process exits", ResourceWarning, stacklevel=2)
+            return
+        try:
+            if con is not None:
+                con.free()
+        finally:
+            if gl is not None:
+                gl.free()
 
     def __del__(self):
         # An engine dropped without close() must still free its MuJoCo render context with its
@@ -559,14 +575,17 @@ class _Tiles:
             mujoco.mjr_readPixels(rgb_buf, depth_buf, rect, engine._con)
         elif engine._one_blit:
             _read_pixels_one_blit(rgb_buf, depth_buf, rect, engine._con)
-        else:  # first readback of this context: use the one-blit read only if it gives MuJoCo's bits
+        else:  # not decided yet: use the one-blit read once it gave MuJoCo's bits on a real image
             mujoco.mjr_readPixels(rgb_buf, depth_buf, rect, engine._con)
-            rgb_check, depth_check = np.empty_like(rgb_buf), np.empty_like(depth_buf)
-            try:
-                _read_pixels_one_blit(rgb_check, depth_check, rect, engine._con)
-                engine._one_blit = bool(np.array_equal(rgb_check, rgb_buf) and np.array_equal(depth_check, depth_buf))
-            except Exception:  # no PyOpenGL, or a GL error: MuJoCo's read
-                engine._one_blit = False
+            # only a frame with edges (several depths and colours) can show a resolve difference
+            if depth_buf.min() != depth_buf.max() and rgb_buf.min() != rgb_buf.max():
+                rgb_check, depth_check = np.empty_like(rgb_buf), np.empty_like(depth_buf)
+                try:
+                    _read_pixels_one_blit(rgb_check, depth_check, rect, engine._con)
+                    engine._one_blit = bool(np.array_equal(rgb_check, rgb_buf)
+                                            and np.array_equal(depth_check, depth_buf))
+                except Exception:  # no PyOpenGL, or a GL error: MuJoCo's read
+                    engine._one_blit = False
         for slot, i, c, znear, zfar in self.pending:
             name = self.names[c]
             self.color[name][i, ..., :3] = _tile(rgb_buf, slot, cols, h, w)
@@ -596,9 +615,11 @@ class _ImageStage:
     """
 
     def __init__(self, engine: RenderEngine, hooks: list, frames: Frames, n: int, overlap: bool):
-        self.engine, self.hooks, self.frames, self.n = engine, hooks, frames, n
+        self.hooks, self.frames, self.n = hooks, frames, n
         self.chunk_size = max(1, _IMAGE_CHUNK_PIXELS // (engine.width * engine.height))
-        self.overlap = overlap
+        # the executor, not the engine: a work item must not keep the engine alive, or the
+        # engine could be finalized on its own worker thread
+        self.pool = engine._image_worker() if overlap and hooks else None
         self.start = 0
         self.pending: list[concurrent.futures.Future] = []
 
@@ -608,8 +629,8 @@ class _ImageStage:
             return
         chunk = self.frames.chunk(slice(self.start, i + 1))
         self.start = i + 1
-        if self.overlap:
-            self.pending.append(self.engine._image_worker().submit(self._run, chunk))
+        if self.pool is not None:
+            self.pending.append(self.pool.submit(self._run, chunk))
         else:
             self._run(chunk)
 

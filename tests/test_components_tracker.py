@@ -40,3 +40,12 @@ def test_tracked_cube_matches_its_segmentation_mask(jitter, make_dactyl_config, 
             m = [xs.min(), xs.max() + 1, ys.min(), ys.max() + 1]
             assert x0 <= m[0] + 1 and x1 >= m[1] - 1 and y0 <= m[2] + 1 and y1 >= m[3] - 1, (cam, i, box[i], m)
             assert m[0] - x0 <= 3 and x1 - m[1] <= 3 and m[2] - y0 <= 3 and y1 - m[3] <= 3, (cam, i, box[i], m)
+
+
+def test_tracker_without_cameras_emits_nothing_and_renders(make_dactyl_config, dactyl_states):
+    chain = orrb.RendererConfig()
+    chain.add("Tracker", "tracker", tracked_object_names="cube:middle(primitive)")
+    with orrb.LocalRenderer(make_dactyl_config(), chain) as renderer:
+        result = renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})
+    assert not [k for k in result if k.startswith("tracker_")]
+    assert result["vision_cam_left"].std() > 5

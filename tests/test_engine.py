@@ -435,3 +435,23 @@ def test_one_blit_readback_gives_mujocos_colour_and_depth_bits(dactyl_states):
     for key in first:
         np.testing.assert_array_equal(fast[key], mujocos[key], err_msg=key)
         np.testing.assert_array_equal(first[key], mujocos[key], err_msg=key)
+
+
+def test_closing_an_engine_from_a_thread_that_cannot_take_its_context_leaves_other_engines_intact(dactyl_states):
+    """An engine whose GL context is current in another (live) thread cannot free its render
+    context here; freeing it under this thread's context would delete another engine's
+    framebuffer. It warns and leaves the resources allocated instead."""
+    import concurrent.futures
+
+    from orrb.engine import RenderEngine
+
+    config = dactyl_config(camera_names=["vision_cam_left"], image_width=32, image_height=32)
+    seeds = np.arange(2, dtype=np.uint64)
+    with concurrent.futures.ThreadPoolExecutor(1) as owner:
+        elsewhere = owner.submit(RenderEngine, config).result()
+        owner.submit(elsewhere.render, dactyl_states[:2], seeds).result()  # its context stays current there
+        with RenderEngine(config) as here:
+            expected = here.render(dactyl_states[:2], seeds)["vision_cam_left"]
+            with pytest.warns(ResourceWarning, match="cannot be made current"):
+                elsewhere.close()
+            np.testing.assert_array_equal(here.render(dactyl_states[:2], seeds)["vision_cam_left"], expected)

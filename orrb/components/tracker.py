@@ -126,6 +126,8 @@ class Tracker(Component):
         return out
 
     def run(self, entry):
+        if not len(self._cam_ids):
+            return  # no camera to track in: no streams
         entry.kinematics()
         m, d = entry.model, entry.data
         w, h = self._scene.width, self._scene.height

@@ -58,17 +58,19 @@ def object_materials(model: mujoco.MjModel, geoms: np.ndarray, sites: np.ndarray
     return np.concatenate([model.geom_matid[geoms], model.site_matid[sites]]).astype(int)
 
 
+_HSV_OFFSETS = np.array([5.0, 3.0, 1.0])
+
+
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """``float [..., 3]`` HSV in [0, 1] -> RGB in [0, 1] (vectorized)."""
-    h, s, v = hsv[..., 0] % 1.0, hsv[..., 1], hsv[..., 2]
-    i = np.floor(h * 6.0)
-    f = h * 6.0 - i
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    i = i.astype(int) % 6
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    return np.stack([r, g, b], axis=-1)
+    """``float [..., 3]`` HSV in [0, 1] -> RGB in [0, 1] (vectorized).
+
+    Channel c is ``v - v s clip(min(k, 4 - k), 0, 1)`` with ``k = (n_c + 6 h) mod 6`` and
+    ``n = (5, 3, 1)`` for (r, g, b): the piecewise-linear hue ramps without branches.
+    """
+    hsv = np.asarray(hsv, dtype=float)
+    h, s, v = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
+    k = (_HSV_OFFSETS + (h % 1.0) * 6.0) % 6.0
+    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:

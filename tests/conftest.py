@@ -38,3 +38,20 @@ def dactyl_config(**fields) -> orrb.RemoteRendererConfig:
 @pytest.fixture
 def make_dactyl_config():
     return dactyl_config
+
+
+class CountingRenderer:
+    """A shared renderer that counts ``render_batch`` calls and the entries they carried."""
+
+    def __init__(self, renderer):
+        self.inner = renderer
+        self.config = renderer.config
+        self.calls: list[int] = []
+
+    @property
+    def columns(self):
+        return self.inner.columns
+
+    def render_batch(self, batch):
+        self.calls.append(len(batch["qpos"]))
+        return self.inner.render_batch(batch)

@@ -14,21 +14,10 @@ import orrb  # noqa: E402
 from orrb.envs.dactyl import dactyl_render_config  # noqa: E402
 from orrb.wrappers.sb3 import OrrbVecEnvObservation, make_sb3_vec  # noqa: E402
 
+from conftest import CountingRenderer  # noqa: E402
+
 CAM = "vision_cam_left"
 KW = dict(width=36, height=36, camera_names=[CAM])
-
-
-class CountingRenderer:
-    def __init__(self, renderer):
-        self.inner, self.config, self.calls = renderer, renderer.config, []
-
-    @property
-    def columns(self):
-        return self.inner.columns
-
-    def render_batch(self, batch):
-        self.calls.append(len(batch["qpos"]))
-        return self.inner.render_batch(batch)
 
 
 def test_terminal_observation_holds_the_images_of_the_true_terminal_state():

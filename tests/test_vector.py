@@ -11,25 +11,10 @@ import orrb
 from orrb.envs.dactyl import OrrbDactylEnv, dactyl_render_config
 from orrb.wrappers import OrrbVectorObservation
 
+from conftest import CountingRenderer
+
 CAM = "vision_cam_left"
 KW = dict(width=36, height=36, camera_names=[CAM], randomize="step")
-
-
-class CountingRenderer:
-    """A shared renderer that counts ``render_batch`` calls and the entries they carried."""
-
-    def __init__(self, renderer):
-        self.inner = renderer
-        self.config = renderer.config
-        self.calls: list[int] = []
-
-    @property
-    def columns(self):
-        return self.inner.columns
-
-    def render_batch(self, batch):
-        self.calls.append(len(batch["qpos"]))
-        return self.inner.render_batch(batch)
 
 
 @pytest.fixture

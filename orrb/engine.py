@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import threading
 import warnings
 
 import mujoco
@@ -451,8 +450,9 @@ class RenderEngine:
         self._closed = True
         pool, self._image_pool = self._image_pool, None
         if pool is not None:
-            # not from the pool's own thread (an engine finalized there cannot join it)
-            pool.shutdown(wait=threading.current_thread().name.split("_")[0] != "orrb-image")
+            # render() leaves no chunk behind; no join, which would fail if an engine were
+            # finalized on the pool's own thread
+            pool.shutdown(wait=False)
         con, gl = self._con, self._gl
         self._con = self._gl = None
         if con is None and gl is None:
@@ -638,16 +638,15 @@ class _ImageStage:
         for hook in self.hooks:
             hook(chunk)
 
-    def drain(self) -> None:
+    def drain(self) -> list[concurrent.futures.Future]:
         """Waits for every chunk, ignoring their failures (the render failed already)."""
         pending, self.pending = self.pending, []
         concurrent.futures.wait(pending)
+        return pending
 
     def wait(self) -> None:
         """Waits for every chunk; re-raises the first failure in the render thread."""
-        pending, self.pending = self.pending, []
-        concurrent.futures.wait(pending)
-        for future in pending:
+        for future in self.drain():
             future.result()
 
 

@@ -86,9 +86,8 @@ class Tracker(Component):
 
     def update(self, changed):
         scene, m = self._scene, self._scene.model
-        self._cams = [(name, scene.camera_id(name, self.where)) for name in split_names(self.props.camera_names)]
-        self._cam_names = [name for name, _ in self._cams]
-        self._cam_ids = np.array([c for _, c in self._cams], dtype=int)
+        self._cam_names = split_names(self.props.camera_names)
+        self._cam_ids = np.array([scene.camera_id(name, self.where) for name in self._cam_names], dtype=int)
         names = [n[: -len("(primitive)")] if n.endswith("(primitive)") else n
                  for n in split_names(self.props.tracked_object_names)]
         aliases = split_names(self.props.tracked_object_aliases)
@@ -120,7 +119,7 @@ class Tracker(Component):
     def streams(self):
         out = {}
         for alias, *_ in self._objects:
-            for cam, _ in self._cams:
+            for cam in self._cam_names:
                 out[f"tracker_{alias}_X_{cam}"] = (np.float32, 2)
                 out[f"tracker_{alias}_X_{cam}_bbox"] = (np.float32, 4)
         return out
@@ -144,12 +143,9 @@ class Tracker(Component):
             drawn = (m.geom_group[geoms] < _VISIBLE_GROUPS) & (m.geom_rgba[geoms, 3] > 0)
             matid = m.geom_matid[geoms]
             drawn &= np.where(matid >= 0, m.mat_rgba[np.maximum(matid, 0), 3] > 0, True)
-            if drawn.all():
-                gid, pts_local = geoms[owner], local
-            else:
-                keep = drawn[owner]
-                gid, pts_local = geoms[owner[keep]], local[keep]
-            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), pts_local)
+            keep = drawn[owner]
+            gid = geoms[owner[keep]]
+            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), local[keep])
             x, y = self._project(np.vstack([origin[None], pts]), cam_pos, cam_mat, fovy, w, h)  # [C, 1 + n] each
             uv = np.stack([x[:, 0], y[:, 0]], axis=1)
             if x.shape[1] > 1:

@@ -399,6 +399,44 @@ def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_the_
         np.testing.assert_array_equal(overlapped[key], whole[key], err_msg=key)
 
 
+def test_a_randomized_entry_gives_the_same_outputs_alone_or_set_up_ahead_in_a_batch(dactyl_states):
+    """In a batch the engine sets entry i + 1 up (runs the components) on a worker thread
+    while entry i draws; an entry rendered alone is set up and drawn on one thread."""
+    from orrb.engine import RenderEngine
+
+    config = dactyl_config(image_width=40, image_height=40, render_depth=True, render_normals=True,
+                           render_segmentation=True, renderer_config_path="dactyl.renderer_config.json")
+    seeds = np.array([3, 1, 4, 1, 5], dtype=np.uint64)
+    with RenderEngine(config) as engine:
+        batch = engine.render(dactyl_states[:5], seeds)
+        for i in range(5):
+            alone = engine.render(dactyl_states[i:i + 1], seeds[i:i + 1])
+            for key, value in alone.items():
+                np.testing.assert_array_equal(value[0], batch[key][i], err_msg=f"{key}, entry {i}")
+    assert any(key.startswith("tracker_") for key in batch)
+
+
+def test_a_component_failing_on_a_later_entry_raises_in_the_caller_and_the_renderer_goes_on(dactyl_states):
+    config = dactyl_config(image_width=32, image_height=32, renderer_config_path="dactyl.renderer_config.json")
+    with orrb.LocalRenderer(config) as renderer:
+        expected = renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
+        tracker = next(c for c in renderer._engine.components if c.type_name == "Tracker")
+        run = tracker.run
+
+        def failing(entry):
+            if entry.index == 2:
+                raise ValueError("tracker broke on entry 2")
+            run(entry)
+
+        tracker.run = failing
+        with pytest.raises(ValueError, match="entry 2"):
+            renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
+        del tracker.run
+        again = renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
+    for key in expected:
+        np.testing.assert_array_equal(again[key], expected[key], err_msg=key)
+
+
 def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(dactyl_states):
     """Regression: a dropped engine's MuJoCo render context was freed by the garbage collector
     with the other engine's GL context current, deleting that engine's framebuffer (same GL

@@ -43,6 +43,9 @@ def say(*args) -> None:
 
 
 def main() -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="JSON summary path (a .md table is written beside it)")
     p.add_argument("--quick", action="store_true", help="fewer sizes, pools and repeats (~1.5 min)")
@@ -50,6 +53,8 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=270.0, help="stop starting new measurements after this")
     p.add_argument("--pools", default=None, help="comma-separated server counts (default 1,2,4,8; --quick 1,2,4)")
     p.add_argument("--repeats", type=int, default=None, help="timed batches per measurement (default 3; --quick 2)")
+    p.add_argument("--sizes", default=None, help="comma-separated image sizes (default 128,200; --quick 128)")
+    p.add_argument("--pools-only", action="store_true", help="skip steps 1-3 (devices, frames, in-process engine)")
     p.add_argument("--also-bare", action="store_true",
                    help="also measure every pool with no components (render cost alone)")
     args = p.parse_args()
@@ -97,67 +102,70 @@ def main() -> int:
     states = _common.dactyl_states(args.states if not args.quick else 32)
     batch = {"qpos": states, "seed": 0}
 
-    # 2. correctness on GPU 0
-    try:
-        config = _common.dactyl_config(128, config_path)
-        config.render_depth = True
-        base = free_base_port(2)
-        with orrb.RemoteRenderer("gpu-check-a", [[0, base]], config, start_timeout=60) as a, \
-                orrb.RemoteRenderer("gpu-check-b", [[0, base + 1]], config, start_timeout=60) as b:
-            ra, rb = a.render_batch(batch), b.render_batch(batch)
-            with open(a.log_files[0]) as f:
-                lines = [ln.strip() for ln in f if "device 0" in ln or "CPU rendering" in ln]
-            summary["server_device_line"] = lines[0] if lines else None
-        std = {c: float(ra[c].std()) for c in config.camera_names}
-        identical = all(np.array_equal(ra[k], rb[k]) for k in ra if k not in ("qpos", "seed"))
-        frames = {"std_per_camera": std, "not_blank": all(s > 5 for s in std.values()),
-                  "two_servers_bit_identical": identical}
+    if not args.pools_only:
+        # 2. correctness on GPU 0
         try:
-            with orrb.LocalRenderer(config) as local:
-                rl = local.render_batch(batch)
-            frames["max_abs_diff_vs_local"] = {c: int(np.abs(ra[c].astype(int) - rl[c].astype(int)).max())
-                                               for c in config.camera_names}
+            config = _common.dactyl_config(128, config_path)
+            config.render_depth = True
+            base = free_base_port(2)
+            with orrb.RemoteRenderer("gpu-check-a", [[0, base]], config, start_timeout=60) as a, \
+                    orrb.RemoteRenderer("gpu-check-b", [[0, base + 1]], config, start_timeout=60) as b:
+                ra, rb = a.render_batch(batch), b.render_batch(batch)
+                with open(a.log_files[0]) as f:
+                    lines = [ln.strip() for ln in f if "device 0" in ln or "CPU rendering" in ln]
+                summary["server_device_line"] = lines[0] if lines else None
+            std = {c: float(ra[c].std()) for c in config.camera_names}
+            identical = all(np.array_equal(ra[k], rb[k]) for k in ra if k not in ("qpos", "seed"))
+            frames = {"std_per_camera": std, "not_blank": all(s > 5 for s in std.values()),
+                      "two_servers_bit_identical": identical}
+            try:
+                with orrb.LocalRenderer(config) as local:
+                    rl = local.render_batch(batch)
+                frames["max_abs_diff_vs_local"] = {c: int(np.abs(ra[c].astype(int) - rl[c].astype(int)).max())
+                                                   for c in config.camera_names}
+            except Exception:
+                record_error("LocalRenderer comparison")
+            summary["frames"] = frames
+            if summary["nvidia_gpu_present"] and "EGL device" not in (summary["server_device_line"] or ""):
+                summary["errors"].append({"step": "EGL mapping", "error": f"server did not map CUDA 0 to an EGL device: "
+                                          f"{summary['server_device_line']}"})
+            if not (frames["not_blank"] and identical):
+                summary["errors"].append({"step": "frames", "error": f"blank or not identical: {frames}"})
+            say(f"server device line: {summary['server_device_line']}")
+            say(f"frames: {frames}")
         except Exception:
-            record_error("LocalRenderer comparison")
-        summary["frames"] = frames
-        if summary["nvidia_gpu_present"] and "EGL device" not in (summary["server_device_line"] or ""):
-            summary["errors"].append({"step": "EGL mapping", "error": f"server did not map CUDA 0 to an EGL device: "
-                                      f"{summary['server_device_line']}"})
-        if not (frames["not_blank"] and identical):
-            summary["errors"].append({"step": "frames", "error": f"blank or not identical: {frames}"})
-        say(f"server device line: {summary['server_device_line']}")
-        say(f"frames: {frames}")
-    except Exception:
-        record_error("correctness check on GPU 0")
-    save()
+            record_error("correctness check on GPU 0")
+        save()
 
-    # 3. in this process: the image stage (post-processing) overlapped with drawing vs after it
-    try:
-        from orrb.engine import RenderEngine
+        # 3. in this process: the image stage (post-processing) overlapped with drawing vs after it
+        try:
+            from orrb.engine import RenderEngine
 
-        overlap: dict = {}
-        for size in ([128] if args.quick else [128, 200]):
-            with RenderEngine(_common.dactyl_config(size, config_path)) as engine:
-                summary["gl_hardware"] = engine._gpu
-                seeds = np.arange(len(states), dtype=np.uint64)
-                engine.render(states, seeds)
-                times: dict = {"inline": [], "overlapped": []}
-                for _ in range(3):
-                    for label, flag in (("inline", False), ("overlapped", True)):
-                        engine._gpu = flag
-                        start = time.perf_counter()
-                        engine.render(states, seeds)
-                        times[label].append(time.perf_counter() - start)
-                images = len(states) * len(_common.CAMERAS)
-                overlap[size] = {k: images / min(v) for k, v in times.items()}
-                say(f"{size}x{size} in-process engine: " + ", ".join(f"{k} {r:.1f} images/s" for k, r in overlap[size].items()))
-        summary["image_stage"] = overlap
-    except Exception:
-        record_error("image stage overlap")
-    save()
+            overlap: dict = {}
+            for size in ([128] if args.quick else [128, 200]):
+                with RenderEngine(_common.dactyl_config(size, config_path)) as engine:
+                    summary["gl_hardware"] = engine._gpu
+                    seeds = np.arange(len(states), dtype=np.uint64)
+                    engine.render(states, seeds)
+                    times: dict = {"inline": [], "overlapped": []}
+                    for _ in range(3):
+                        for label, flag in (("inline", False), ("overlapped", True)):
+                            engine._gpu = flag
+                            start = time.perf_counter()
+                            engine.render(states, seeds)
+                            times[label].append(time.perf_counter() - start)
+                    images = len(states) * len(_common.CAMERAS)
+                    overlap[size] = {k: images / min(v) for k, v in times.items()}
+                    say(f"{size}x{size} in-process engine: " + ", ".join(f"{k} {r:.1f} images/s" for k, r in overlap[size].items()))
+            summary["image_stage"] = overlap
+        except Exception:
+            record_error("image stage overlap")
+        save()
 
     # 4. throughput
     sizes = [128] if args.quick else [128, 200]
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
     pools = [1, 2, 4] if args.quick else [1, 2, 4, 8]
     if args.pools:
         pools = [int(n) for n in args.pools.split(",")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 
@@ -227,6 +228,14 @@ def test_orrb_minimal_caps_the_number_of_servers(monkeypatch, dactyl_states):
     with orrb.RemoteRenderer("test-minimal", configs, small_config()) as renderer:
         assert len(renderer.server_pids) == 1
         assert renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})["vision_cam_left"].shape[0] == 2
+
+
+def test_spawned_servers_use_one_math_library_thread_unless_the_user_chose(pool3):
+    for pid in pool3.server_pids:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            assert env[var.encode()] == os.environ.get(var, "1").encode(), var
 
 
 def test_shutdown_is_idempotent_and_leaves_no_server_process(dactyl_states):

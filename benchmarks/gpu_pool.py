@@ -150,7 +150,7 @@ def main() -> int:
                     times: dict = {"inline": [], "overlapped": []}
                     for _ in range(3):
                         for label, flag in (("inline", False), ("overlapped", True)):
-                            engine._gpu = flag
+                            engine._image_overlap = flag
                             start = time.perf_counter()
                             engine.render(states, seeds)
                             times[label].append(time.perf_counter() - start)

@@ -49,14 +49,16 @@ _MAX_TILES = 24
 _TILE_PIXELS = 1 << 20
 _MAX_TILED_WIDTH = 4096
 _MAX_TILED_HEIGHT = 2048
-# Image-space components (post-processing) run on chunks of entries of about this many pixels
-# per camera (16 entries at 200x200), each chunk as soon as its entries are drawn: numpy
-# temporaries of a whole large batch (61 MB per float32 copy of 128 such images) cost page
-# faults and cache misses, 3x the time per image of 16-entry chunks. On a GPU they run on a
-# worker thread while the render thread draws the next entries (it mostly waits for the GPU,
-# with the GIL released); on llvmpipe, whose threads keep the cores busy, in the render thread
-# (measured there: overlapping gained nothing).
-_IMAGE_CHUNK_PIXELS = 640_000
+# Image-space components (post-processing) run on a worker thread while the render thread draws
+# the next entries (mjr_render and the readback release the GIL: on a GPU the render thread
+# mostly waits for the GPU, on llvmpipe it bins vertices while the rasterizer threads wait), on
+# chunks of entries of about this many pixels per camera, each as soon as its entries are
+# drawn. Chunks keep numpy temporaries small (61 MB per float32 copy of a 128-entry batch at
+# 200x200 cost 3x the time per image of 16-entry chunks) and leave little work after the last
+# entry. Measured best: 16 entries at 200x200 on a GPU, 4 on llvmpipe (full Dactyl chain there:
+# 0.92x no components, against 0.89x in the render thread; 41 interleaved batches).
+_IMAGE_CHUNK_PIXELS_GPU = 640_000
+_IMAGE_CHUNK_PIXELS_CPU = 160_000
 _MAP_FIELDS = ("znear", "zfar")
 # Render and GL contexts of engines closed from a thread that could not make their GL context
 # current: kept so that their destructors never run GL calls under another context.
@@ -110,6 +112,7 @@ class RenderEngine:
         self._closed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         self._gpu = False  # the GL renderer is hardware (not llvmpipe/softpipe); set with the context
+        self._image_overlap = True  # image stage on a worker thread (False: in the render thread, to compare)
         config.validate()
         self.config = config.copy()
         self.width = config.image_width
@@ -319,7 +322,7 @@ class RenderEngine:
         tiles = _Tiles(self, wants_depth, color, depth)
         frames = Frames(color, depth, fovy)
         image_stage = [end for c in active if (end := getattr(c, "end_batch", None)) is not None]
-        chunks = _ImageStage(self, image_stage, frames, n, self._gpu)
+        chunks = _ImageStage(self, image_stage, frames, n, self._image_overlap)
         setup = _EntrySetup(self, full, seeds, active, aux, fovy)
         for component in active:
             begin = getattr(component, "begin_batch", None)
@@ -658,14 +661,16 @@ def _hardware_renderer() -> bool:
 class _ImageStage:
     """Runs the image-space components (``end_batch`` hooks, in chain order).
 
-    On chunks of entries (``_IMAGE_CHUNK_PIXELS`` per camera), each as soon as its entries
-    are drawn: with ``overlap`` (a GPU renders) on the engine's worker thread, otherwise in
-    the render thread. Chunking changes no output: every effect is computed per entry.
+    On chunks of entries (``_IMAGE_CHUNK_PIXELS_GPU`` or ``_CPU`` pixels per camera), each as
+    soon as its entries are drawn: with ``overlap`` on the engine's "image" worker thread,
+    otherwise in the render thread. Chunking changes no output: every effect is computed per
+    entry.
     """
 
     def __init__(self, engine: RenderEngine, hooks: list, frames: Frames, n: int, overlap: bool):
         self.hooks, self.frames, self.n = hooks, frames, n
-        self.chunk_size = max(1, _IMAGE_CHUNK_PIXELS // (engine.width * engine.height))
+        pixels = _IMAGE_CHUNK_PIXELS_GPU if engine._gpu else _IMAGE_CHUNK_PIXELS_CPU
+        self.chunk_size = max(1, pixels // (engine.width * engine.height))
         # the executor, not the engine: a work item must not keep the engine alive, or the
         # engine could be finalized on its own worker thread
         self.pool = engine._worker("image") if overlap and hooks else None

@@ -378,9 +378,8 @@ def test_depth_of_an_entry_is_bit_identical_alone_or_in_a_batch(dactyl_states):
 
 def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_the_whole_batch(dactyl_states,
                                                                                           monkeypatch):
-    """The engine post-processes chunks of entries as soon as they are drawn, on a GPU on a
-    worker thread while it draws the next ones (forced on here: llvmpipe runs them inline);
-    neither may change the images."""
+    """The engine post-processes chunks of entries as soon as they are drawn, on a worker
+    thread while it draws the next ones; neither chunks nor the thread may change the images."""
     from orrb import engine as engine_module
     from orrb.engine import RenderEngine
 
@@ -388,11 +387,12 @@ def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_the_
     seeds = np.arange(11, dtype=np.uint64)  # 11 entries: with chunks of 4 the last one is partial
     with RenderEngine(config) as engine:
         assert engine._gpu is False  # llvmpipe here
-        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS", 10**9)
+        engine._image_overlap = False
+        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS_CPU", 10**9)
         whole = engine.render(dactyl_states[:11], seeds)
-        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS", 4 * 48 * 48)
+        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS_CPU", 4 * 48 * 48)
         inline = engine.render(dactyl_states[:11], seeds)
-        engine._gpu = True
+        engine._image_overlap = True
         overlapped = engine.render(dactyl_states[:11], seeds)
     for key in whole:
         np.testing.assert_array_equal(inline[key], whole[key], err_msg=key)

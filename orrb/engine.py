@@ -3,11 +3,16 @@
 ``RenderEngine`` renders a batch of states for the configured cameras with MuJoCo's
 own offscreen renderer (EGL: Mesa llvmpipe on a CPU, the NVIDIA driver on a GPU).
 Per entry: restore the per-entry model arrays to base, apply the entry's qpos
-(kinematics only), run the component chain with the entry's random streams,
-then render every camera side by side into one framebuffer and read them back at once
-(colour and depth from the same pass; see ``_Tiles``), segmentation from a second pass
-when asked for. Image-space components (post-processing) then work on the whole batch
-at once.
+(kinematics only), run the component chain with the entry's random streams
+(``_EntrySetup``), build every camera's scene, then render the cameras side by side into
+one framebuffer and read them back at once (colour and depth from the same pass; see
+``_Tiles``), segmentation from a second pass when asked for. Image-space components
+(post-processing) work on chunks of drawn entries (``_ImageStage``).
+
+Three threads share a batch: the render thread draws entry i while the "setup" worker sets
+entry i + 1 up (the model and data are free once entry i's scenes are built) and the
+"image" worker post-processes earlier entries. The work and its order are those of one
+thread, so outputs do not depend on the threads.
 
 The engine is not thread-safe and its GL context lives in the process that created
 it; :class:`orrb.LocalRenderer` gives it one thread of its own.

@@ -688,9 +688,10 @@ class _ImageStage:
             return
         chunk = self.frames.chunk(slice(self.start, i + 1))
         self.start = i + 1
-        if self.pool is not None:
+        if self.pool is not None and i + 1 < self.n:
             self.pending.append(self.pool.submit(self._run, chunk))
-        else:
+        else:  # the last chunk overlaps nothing: no hand-over (after the earlier chunks, in order)
+            self.wait()
             self._run(chunk)
 
     def _run(self, chunk: Frames) -> None:

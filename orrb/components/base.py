@@ -16,7 +16,9 @@ Lifecycle (driven by :class:`orrb.engine.RenderEngine`):
    acts on (as index arrays), cache base values.
 3. ``update(changed)``: properties in ``changed`` were given new values (already
    stored in ``self.props``); rebuild only what they require.
-4. ``run(entry)``: once per batch entry; cheap, vectorized over geoms/materials/lights.
+4. ``run(entry)``: once per batch entry, in entry order; cheap, vectorized over
+   geoms/materials/lights. It may run on the engine's setup thread while the previous entry
+   draws, so it writes model and data arrays only and makes no GL calls.
 5. Optional batch hooks: ``begin_batch(n)`` before the first entry; ``end_batch(frames)``
    for image-space work on the drawn frames (:class:`orrb.engine.Frames`), called on
    consecutive chunks of entries (``frames.entries``), possibly on a worker thread while

@@ -112,6 +112,10 @@ class RemoteRendererConfig:
             raise TypeError(f"camera_names must be a list of camera name strings, got {self.camera_names!r}")
         if not self.camera_names:
             raise ValueError("camera_names is empty: name at least one camera of the model to render")
+        twice = sorted({c for c in self.camera_names if self.camera_names.count(c) > 1})
+        if twice:
+            raise ValueError(f"camera_names lists {twice} more than once: outputs are keyed by camera name, "
+                             "name each camera once")
         for name in ("image_width", "image_height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

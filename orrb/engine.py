@@ -341,8 +341,10 @@ class RenderEngine:
         # GPU it waits for the GPU. The same work in the same order as on one thread: outputs are
         # unchanged. Without components there is nothing worth handing over.
         ahead_pool = self._worker("setup") if n > 1 and active else None
+        ahead = None
         try:
-            setup(0)
+            if n:
+                setup(0)
             for i in range(n):
                 clip = self._update_scenes()
                 ahead = ahead_pool.submit(setup, i + 1) if ahead_pool is not None and i + 1 < n else None
@@ -354,12 +356,19 @@ class RenderEngine:
                     if ahead is not None:
                         concurrent.futures.wait([ahead])  # the model is the setup's until it is done
                 if ahead is not None:
-                    ahead.result()
+                    error, ahead = ahead.exception(), None
+                    if error is not None:
+                        raise error
                 elif i + 1 < n:
                     setup(i + 1)
                 chunks.entry_done(i)
         except BaseException:
-            chunks.drain()  # no worker may still write this batch's arrays
+            # nothing may outlive render() (a Ctrl-C can interrupt the wait above), and no local
+            # may keep a future or the error: with this frame in the traceback that would make
+            # a cycle through the engine, which the collector could then finalize on any thread
+            _settle(ahead)
+            ahead = error = None
+            chunks.drain()
             raise
         chunks.wait()
 
@@ -561,7 +570,7 @@ class _EntrySetup:
         self.base_headlight = engine._base_headlight
         self.base_map = engine._base_map
         self.entry = EntryContext(engine.model, engine.data, aux, engine.camera_ids)
-        self.fovy = list(zip(fovy.values(), engine.camera_ids))
+        self.fovy = [(fovy[name], cam_id) for name, cam_id in zip(engine.config.camera_names, engine.camera_ids)]
 
     def __call__(self, i: int) -> None:
         model, data, entry = self.model, self.data, self.entry
@@ -651,6 +660,17 @@ class _Tiles:
         self.pending.clear()
 
 
+def _settle(future: concurrent.futures.Future | None) -> None:
+    """Waits until ``future`` is done, through interrupts (it is short and must not outlive
+    the caller)."""
+    while future is not None:
+        try:
+            concurrent.futures.wait([future])
+            return
+        except KeyboardInterrupt:
+            continue
+
+
 def _hardware_renderer() -> bool:
     """True when the current GL context renders on hardware rather than Mesa's software
     rasterizers (llvmpipe, softpipe, swrast)."""
@@ -684,6 +704,8 @@ class _ImageStage:
 
     def entry_done(self, i: int) -> None:
         """Entry ``i`` is drawn and read back: hands over a full chunk (or the last one)."""
+        if any(future.done() and future.exception() is not None for future in self.pending):
+            self.wait()  # a chunk failed: stop drawing, raise it
         if not self.hooks or (i + 1 - self.start < self.chunk_size and i + 1 < self.n):
             return
         chunk = self.frames.chunk(slice(self.start, i + 1))
@@ -706,8 +728,14 @@ class _ImageStage:
 
     def wait(self) -> None:
         """Waits for every chunk; re-raises the first failure in the render thread."""
-        for future in self.drain():
-            future.result()
+        errors = [future.exception() for future in self.drain()]
+        error = next((e for e in errors if e is not None), None)
+        errors = None
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None  # no cycle through this frame (see RenderEngine.render)
 
 
 def _gl_context_class():

@@ -156,6 +156,8 @@ def _write(tmp_path, name, text):
     [
         (dict(camera_names=["vision_cam_lef"]), orrb.ConfigError,
          ["unknown camera 'vision_cam_lef'", "did you mean 'vision_cam_left'", "vision_cam_top"]),
+        (dict(camera_names=["vision_cam_top", "vision_cam_left", "vision_cam_top"]), ValueError,
+         ["camera_names lists ['vision_cam_top'] more than once"]),
         (dict(image_width=0), ValueError, ["image_width must be a positive int", "got 0"]),
         (dict(image_height=-3), ValueError, ["image_height must be a positive int"]),
         (dict(model_xml_path="missing.xml"), FileNotFoundError, ["model XML file not found", "missing.xml"]),

@@ -437,6 +437,94 @@ def test_a_component_failing_on_a_later_entry_raises_in_the_caller_and_the_rende
         np.testing.assert_array_equal(again[key], expected[key], err_msg=key)
 
 
+def test_an_empty_batch_gives_empty_arrays_with_components(dactyl_states):
+    config = dactyl_config(image_width=24, image_height=24, render_depth=True,
+                           renderer_config_path="dactyl.renderer_config.json")
+    with orrb.LocalRenderer(config) as renderer:
+        out = renderer.render_batch({"qpos": dactyl_states[:0], "seeds": []})
+    assert out["vision_cam_left"].shape == (0, 24, 24, 3) and out["vision_cam_left_depth"].shape == (0, 24, 24)
+    assert any(key.startswith("tracker_") and value.shape[0] == 0 for key, value in out.items())
+
+
+@pytest.mark.parametrize("stage", ["run", "end_batch"])
+def test_an_engine_whose_render_failed_on_a_worker_is_freed_when_dropped(dactyl_states, stage, monkeypatch):
+    """A failure on the setup or image worker thread reaches the caller without leaving a
+    reference cycle through the engine (the collector could finalize it on any thread, where
+    its GL context cannot be made current)."""
+    import gc
+    import weakref
+
+    from orrb import engine as engine_module
+    from orrb.engine import RenderEngine
+
+    monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS_CPU", 4 * 16 * 16)  # chunks of 4 entries
+    config = dactyl_config(image_width=16, image_height=16, renderer_config_path="dactyl.renderer_config.json")
+    engine = RenderEngine(config)
+    alive = weakref.ref(engine)
+    component = next(c for c in engine.components if c.type_name == "PostProcessingRandomizer")
+    if stage == "run":
+        run = component.run
+
+        def failing(entry):
+            if entry.index == 2:
+                raise ValueError("run broke on entry 2")
+            run(entry)
+        component.run = failing
+    else:
+        def failing(frames):  # the first chunk goes to the image worker
+            raise ValueError("end_batch broke")
+        component.end_batch = failing
+    raised = False
+    try:
+        engine.render(dactyl_states[:11], np.arange(11, dtype=np.uint64))
+    except ValueError:
+        raised = True
+    assert raised
+    engine.close()
+    gc.disable()
+    try:
+        del engine, component, failing
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_an_interrupted_render_leaves_no_setup_running(dactyl_states, monkeypatch):
+    """Ctrl-C while the render thread waits for the next entry's setup: render() raises only
+    once that setup is done, so no setup can touch the model of a later render."""
+    import concurrent.futures
+    import time
+
+    from orrb.engine import RenderEngine
+
+    config = dactyl_config(image_width=16, image_height=16, renderer_config_path="dactyl.renderer_config.json")
+    with RenderEngine(config) as engine:
+        tracker = next(c for c in engine.components if c.type_name == "Tracker")
+        run, finished = tracker.run, []
+
+        def slow(entry):
+            run(entry)
+            if entry.index == 1:
+                time.sleep(0.3)
+                finished.append(time.monotonic())
+        tracker.run = slow
+        wait = concurrent.futures.wait
+        interrupts = [KeyboardInterrupt()]
+
+        def interrupted_wait(futures, *args, **kwargs):
+            if interrupts:
+                raise interrupts.pop()
+            return wait(futures, *args, **kwargs)
+        monkeypatch.setattr(concurrent.futures, "wait", interrupted_wait)
+        with pytest.raises(KeyboardInterrupt):
+            engine.render(dactyl_states[:3], np.arange(3, dtype=np.uint64))
+        returned = time.monotonic()
+        monkeypatch.setattr(concurrent.futures, "wait", wait)
+        assert finished and finished[0] <= returned
+        del tracker.run
+        engine.render(dactyl_states[:3], np.arange(3, dtype=np.uint64))
+
+
 def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(dactyl_states):
     """Regression: a dropped engine's MuJoCo render context was freed by the garbage collector
     with the other engine's GL context current, deleting that engine's framebuffer (same GL

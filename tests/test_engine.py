@@ -416,19 +416,28 @@ def test_a_randomized_entry_gives_the_same_outputs_alone_or_set_up_ahead_in_a_ba
     assert any(key.startswith("tracker_") for key in batch)
 
 
+def _break_run_on_entry(component, index: int) -> None:
+    """Makes ``component.run`` raise ``ValueError`` on entry ``index`` (``del component.run`` restores it)."""
+    run = component.run
+
+    def failing(entry):
+        if entry.index == index:
+            raise ValueError(f"{component.type_name} broke on entry {index}")
+        run(entry)
+
+    component.run = failing
+
+
+def _broken_end_batch(frames):
+    raise ValueError("end_batch broke")
+
+
 def test_a_component_failing_on_a_later_entry_raises_in_the_caller_and_the_renderer_goes_on(dactyl_states):
     config = dactyl_config(image_width=32, image_height=32, renderer_config_path="dactyl.renderer_config.json")
     with orrb.LocalRenderer(config) as renderer:
         expected = renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
         tracker = next(c for c in renderer._engine.components if c.type_name == "Tracker")
-        run = tracker.run
-
-        def failing(entry):
-            if entry.index == 2:
-                raise ValueError("tracker broke on entry 2")
-            run(entry)
-
-        tracker.run = failing
+        _break_run_on_entry(tracker, 2)
         with pytest.raises(ValueError, match="entry 2"):
             renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
         del tracker.run
@@ -463,17 +472,9 @@ def test_an_engine_whose_render_failed_on_a_worker_is_freed_when_dropped(dactyl_
     alive = weakref.ref(engine)
     component = next(c for c in engine.components if c.type_name == "PostProcessingRandomizer")
     if stage == "run":
-        run = component.run
-
-        def failing(entry):
-            if entry.index == 2:
-                raise ValueError("run broke on entry 2")
-            run(entry)
-        component.run = failing
+        _break_run_on_entry(component, 2)
     else:
-        def failing(frames):  # the first chunk goes to the image worker
-            raise ValueError("end_batch broke")
-        component.end_batch = failing
+        component.end_batch = _broken_end_batch  # the first chunk goes to the image worker
     raised = False
     try:
         engine.render(dactyl_states[:11], np.arange(11, dtype=np.uint64))
@@ -483,7 +484,7 @@ def test_an_engine_whose_render_failed_on_a_worker_is_freed_when_dropped(dactyl_
     engine.close()
     gc.disable()
     try:
-        del engine, component, failing
+        del engine, component
         assert alive() is None
     finally:
         gc.enable()

@@ -688,8 +688,8 @@ class _ImageStage:
 
     On chunks of entries (``_IMAGE_CHUNK_PIXELS_GPU`` or ``_CPU`` pixels per camera), each as
     soon as its entries are drawn: with ``overlap`` on the engine's "image" worker thread,
-    otherwise in the render thread. Chunking changes no output: every effect is computed per
-    entry.
+    otherwise in the render thread; the last chunk always in the render thread (it overlaps
+    nothing). Chunking changes no output: every effect is computed per entry.
     """
 
     def __init__(self, engine: RenderEngine, hooks: list, frames: Frames, n: int, overlap: bool):
@@ -698,7 +698,7 @@ class _ImageStage:
         self.chunk_size = max(1, pixels // (engine.width * engine.height))
         # the executor, not the engine: a work item must not keep the engine alive, or the
         # engine could be finalized on its own worker thread
-        self.pool = engine._worker("image") if overlap and hooks else None
+        self.pool = engine._worker("image") if overlap and hooks and n > self.chunk_size else None
         self.start = 0
         self.pending: list[concurrent.futures.Future] = []
 

@@ -277,9 +277,9 @@ class PostProcessingRandomizer(Component):
         f = _DOWN
         m, o = grading_matrices(v[:, 0:6]) if grade else (None, np.zeros((b, 3), np.float32))
         if grade:
-            # a 3-wide product (numpy's own loop): a block-diagonal 12-wide one through BLAS was
-            # 3x faster alone but multithreaded, and 8 servers' BLAS threads on one machine
-            # cut the pool's throughput 4x (measured on a 16-core GPU machine)
+            # a 3-wide product (~0.14 ms per 200x200 image): a block-diagonal 12-wide one was 3x
+            # faster alone, but BLAS ran it on every core, and 8 servers' BLAS threads on one
+            # machine cut the pool's throughput 4x (measured on a 16-core GPU machine)
             x = (rgb.reshape(b, h * w, 3).astype(np.float32) @ m.transpose(0, 2, 1)).reshape(b, h, w, 3)
         else:
             x = rgb.astype(np.float32)

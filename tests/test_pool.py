@@ -272,10 +272,10 @@ def test_detached_start_prints_runnable_server_commands_and_waits_for_them(monke
     starting = threading.Thread(target=renderer.start, daemon=True)
     starting.start()
     printed, deadline = "", time.monotonic() + 30
-    while printed.count("orrb.server") < 2 and time.monotonic() < deadline:
+    while printed.count("orrb.pool.server") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
         printed += capsys.readouterr().out
-    commands = [shlex.split(line) for line in printed.splitlines() if "orrb.server" in line]
+    commands = [shlex.split(line) for line in printed.splitlines() if "orrb.pool.server" in line]
     assert len(commands) == 2 and {c[c.index("--port") + 1] for c in commands} == {str(base), str(base + 1)}
     time.sleep(1.0)
     assert starting.is_alive(), "start() must wait for servers started by hand"

@@ -14,18 +14,19 @@ import pytest
 import zmq
 
 import orrb
-from orrb import protocol
+from orrb.pool import wire
 from orrb.errors import RendererError
-from orrb.server import build_parser, curve_keys, is_loopback_address, main
+from orrb.pool.server import build_parser, main
+from orrb.pool.wire import curve_keys, is_loopback_address
 
 from test_pool import _alive, free_base_port, small_config
 
 
 def start_server(*args: str, output: bool = False) -> subprocess.Popen:
-    """Starts ``python -m orrb.server``; its output is captured only when asked (a full pipe would block it)."""
+    """Starts ``python -m orrb.pool.server``; its output is captured only when asked (a full pipe would block it)."""
     pipe = subprocess.PIPE if output else subprocess.DEVNULL
     args = (*args, "--parent-pid", str(os.getpid()))  # never outlive the test run
-    return subprocess.Popen([sys.executable, "-m", "orrb.server", *args], stdout=pipe, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "orrb.pool.server", *args], stdout=pipe, stderr=subprocess.STDOUT, text=True)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -35,11 +36,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 def request(sock: zmq.Socket, kind: str, fields=None, arrays=None, req_id: int = 10**6) -> tuple[dict, dict]:
     """Sends one request and reads replies until the one with ``req_id`` (others are fuzz answers)."""
-    sock.send_multipart(protocol.encode(kind, {"id": req_id, **(fields or {})}, arrays))
+    sock.send_multipart(wire.encode(kind, {"id": req_id, **(fields or {})}, arrays))
     while True:
         if not sock.poll(30000):
             raise TimeoutError(f"no reply to {kind}")
-        header, out = protocol.decode(sock.recv_multipart())
+        header, out = wire.decode(sock.recv_multipart())
         if header.get("id") == req_id:
             return header, out
 
@@ -54,17 +55,17 @@ def test_server_survives_thousands_of_random_truncated_and_oversized_messages(da
         fuzz.connect(f"tcp://127.0.0.1:{port}")
         assert request(fuzz, "hello")[0]["type"] == "hello"
         rng = np.random.default_rng(1)
-        valid = [bytes(f) for f in protocol.encode(
+        valid = [bytes(f) for f in wire.encode(
             "render", {"id": 5}, {"qpos": dactyl_states[:2].copy(), "seeds": np.zeros(2, np.uint64)})]
         headers = [
-            {"v": 1, "type": "render", "id": 1, "arrays": [["qpos", "float64", [1 << 20, 1 << 10]]]},
-            {"v": 1, "type": "render", "id": 2, "arrays": [["qpos", "float64", [2, 31]], ["seeds", "uint8", [2]]]},
-            {"v": 1, "type": "init", "id": 3, "config": {"no_such_field": 1}},
-            {"v": 1, "type": "init", "id": 4, "config": "x"},
-            {"v": 1, "type": "update", "id": 5, "renderer_config": {"components": [{"type": "Nope"}]}},
-            {"v": 1, "type": "render", "id": 6},
-            {"v": 1, "type": "nonsense", "id": 7},
-            {"v": 1, "type": 7},
+            {"v": wire.PROTOCOL_VERSION, "type": "render", "id": 1, "arrays": [["qpos", "float64", [1 << 20, 1 << 10]]]},
+            {"v": wire.PROTOCOL_VERSION, "type": "render", "id": 2, "arrays": [["qpos", "float64", [2, 31]], ["seeds", "uint8", [2]]]},
+            {"v": wire.PROTOCOL_VERSION, "type": "init", "id": 3, "config": {"no_such_field": 1}},
+            {"v": wire.PROTOCOL_VERSION, "type": "init", "id": 4, "config": "x"},
+            {"v": wire.PROTOCOL_VERSION, "type": "update", "id": 5, "renderer_config": {"components": [{"type": "Nope"}]}},
+            {"v": wire.PROTOCOL_VERSION, "type": "render", "id": 6},
+            {"v": wire.PROTOCOL_VERSION, "type": "nonsense", "id": 7},
+            {"v": wire.PROTOCOL_VERSION, "type": 7},
         ]
         for i in range(3000):
             choice = i % 5
@@ -129,8 +130,9 @@ def test_shared_secret_server_refuses_clients_without_it(tmp_path, dactyl_states
     try:
         address = f"tcp://127.0.0.1:{port}"
         for secret in (None, "wrong secret"):
-            stranger = orrb.RemoteRenderer("test-stranger", [address], small_config(), start_timeout=1.5, secret=secret)
-            with pytest.raises(RendererError, match="no answer to the handshake"):
+            stranger = orrb.RemoteRenderer("test-stranger", [address], small_config(), connect_timeout=1.5,
+                                              secret=secret)
+            with pytest.raises(RendererError, match="no answer from"):
                 stranger.start()
             stranger.shutdown()
         with orrb.RemoteRenderer("test-friend", [address], small_config(),

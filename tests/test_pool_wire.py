@@ -1,4 +1,4 @@
-"""The wire format: arrays round-trip bit for bit; malformed messages raise ProtocolError only."""
+"""The wire format: arrays round-trip bit for bit; malformed messages raise ProtocolError only; one error table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from orrb import protocol
-from orrb.protocol import ProtocolError, decode, encode
+from orrb.pool import wire
+from orrb.pool.wire import ProtocolError, decode, encode
 
 
 def _bytes(frames):
@@ -42,7 +42,7 @@ def test_object_arrays_cannot_be_sent():
 
 
 def _header(**fields):
-    h = {"v": protocol.PROTOCOL_VERSION, "type": "render", "arrays": []}
+    h = {"v": wire.PROTOCOL_VERSION, "type": "render", "arrays": []}
     h.update(fields)
     return json.dumps(h).encode()
 
@@ -52,7 +52,7 @@ def _header(**fields):
     ([b"\xff\xfe"], "not valid JSON"),
     ([b"[1, 2]"], "must be a JSON object"),
     ([json.dumps({"v": 99, "type": "x"}).encode()], "protocol version 99"),
-    ([json.dumps({"v": 1}).encode()], "no message 'type'"),
+    ([json.dumps({"v": wire.PROTOCOL_VERSION}).encode()], "no message 'type'"),
     ([_header(arrays=[["a", "uint8", [4]]])], "lists 1 arrays but the message has 0"),
     ([_header(arrays=[["a", "object", [1]]]), b"x"], "dtype 'object' not allowed"),
     ([_header(arrays=[["a", "uint8", [-1]]]), b"x"], "bad shape"),
@@ -61,8 +61,8 @@ def _header(**fields):
     ([_header(arrays=[["a", "float64", [1 << 30, 8]]]), b""], "exceeds the limit"),
     ([_header(arrays=[["a", "uint8", [1]], ["a", "uint8", [1]]]), b"x", b"y"], "appears twice"),
     ([_header(arrays=["junk"]), b"x"], "must be [name, dtype, shape]"),
-    ([b"{" * (protocol.MAX_HEADER_BYTES + 1)], "exceeds the limit"),
-    ([_header()] + [b""] * (protocol.MAX_FRAMES + 1), "frames; at most"),
+    ([b"{" * (wire.MAX_HEADER_BYTES + 1)], "exceeds the limit"),
+    ([_header()] + [b""] * (wire.MAX_FRAMES + 1), "frames; at most"),
 ])
 def test_malformed_messages_raise_protocol_error_naming_the_problem(frames, fragment):
     with pytest.raises(ProtocolError) as info:

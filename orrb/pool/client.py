@@ -1,38 +1,40 @@
-"""``RemoteRenderer``: a pool of render server processes behind one batch API (SPEC §7).
+"""``RemoteRenderer``: a pool of render server processes behind one batch API.
 
-One background I/O thread owns every ZeroMQ socket. A batch is checked in the
-caller's thread, split into contiguous shards (one per healthy server, each with
-its entries' own seeds, so sharding never changes pixels), every shard is sent
-before any reply is read, and the replies are copied into the batch's output
-arrays in order. Each server's replies come in the order of its requests; every
-request carries an id, so replies of a replaced server can never be mistaken for
-those of its successor.
+A batch goes through named steps. The caller's thread checks it
+(:func:`orrb.request.check_request`) and queues a :class:`RenderCommand`; the pool's
+I/O thread splits it into contiguous shards (one per live server, each with its
+entries' own seeds, so sharding never changes pixels), sends every shard before it
+reads any reply (:meth:`Supervisor.render`), checks each reply against the response
+layout and copies it into the batch's output arrays. Each server's replies come in
+the order of its requests and every request carries an id, so the replies of a
+replaced server are never mistaken for its successor's.
 
-Config stamps (SPEC §6): ``update()`` appends to a history; a shard carries the
-number of updates that existed when its batch was queued, and a server is brought
-to that stamp (updates replayed in order) just before the shard is sent, so a
-batch always renders with the config current at its queue time, also after a
-restart (a fresh server starts from the base config and replays the history).
+Config stamps: ``update()`` appends to a history; a batch carries the number of updates
+that existed when it was queued, and a server is brought to that stamp (updates
+replayed in order) before its shard is sent, so a batch renders with the config
+current at its queue time, also after a restart.
 
-Faults: a server whose process exits or that stays silent past its deadline is
-killed, restarted on the same port and sent its unfinished shards again; after
-``max_restarts`` consecutive failures its batches fail with a ``RendererError``
-naming the server, its port and its log file.
+Faults are the :class:`~orrb.pool.supervisor.Supervisor`'s: it restarts a server that
+died or hung and re-initializes one that lost its scene, and reports :class:`Lost` (the
+server's shards are sent again once it is :class:`Ready`), :class:`Stopped` (a server
+that exited cleanly: its shards go to the others) or :class:`Failed` (its batches fail
+with a ``RendererError`` naming the server, its port and its log file).
 """
 
 from __future__ import annotations
 
 import atexit
+import bisect
 import collections
 import concurrent.futures
 import dataclasses
 import fcntl
+import itertools
 import logging
 import os
 import queue as queue_module
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -40,48 +42,30 @@ import weakref
 from typing import Any
 
 import numpy as np
-import zmq
 
-from orrb import protocol
 from orrb.config import RemoteRendererConfig, RendererConfig
-from orrb.errors import ConfigError, RendererError
+from orrb.errors import RendererError
+from orrb.pool import supervisor as sup
+from orrb.pool import wire
+from orrb.pool.supervisor import Failed, History, Lost, Ready, RenderReply, Server, ServerState, Stopped, Supervisor
 from orrb.request import Request, Response, check_request, put_result_on_queue
 
 __all__ = ["RemoteRenderer"]
 
-# Servers run side by side, several per machine: one BLAS/OpenMP thread each. A numpy product
-# that reaches a multithreaded BLAS starts a thread per core in every server (measured: 8
-# servers on 16 cores, 4x less throughput).
-_ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
 log = logging.getLogger("orrb.client")
 
-_ERROR_KINDS: dict[str, type[Exception]] = {
-    "ValueError": ValueError, "TypeError": TypeError, "ConfigError": ConfigError,
-    "FileNotFoundError": FileNotFoundError, "KeyError": KeyError, "AttributeError": AttributeError,
-}
 _LOOP_TICK_S = 0.1
-_MAX_REPLY_BYTES = 1 << 31
+_STOP_WAIT_S = 1.5  # how long shutdown() waits for a spawned server to exit before it kills it
 
 
-def _log_tail(path: str | None, lines: int = 8) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4000))
-            text = f.read().decode(errors="replace").strip().splitlines()[-lines:]
-    except OSError:
-        return ""
-    return ("\n  last lines of the log:\n    " + "\n    ".join(text)) if text else ""
-
-
+# -- the work ----------------------------------------------------------------------------------------
 @dataclasses.dataclass(eq=False)
 class _Batch:
+    seq: int
     future: concurrent.futures.Future
     request: Request
     n: int
+    stamp: int
     remaining: int = 0
     outputs: dict[str, np.ndarray] | None = None
     render_s: float = 0.0
@@ -93,42 +77,67 @@ class _Shard:
     batch: _Batch
     lo: int
     hi: int
-    stamp: int
     qpos: np.ndarray
     seeds: np.ndarray
-    req_id: int | None = None
+    req_id: int | None = None  # None: not sent to its current server yet
+
+    def key(self) -> tuple[int, int]:
+        return (self.batch.seq, self.lo)
 
 
-class _Slot:
-    """One server: its address, process, socket and unfinished work (I/O thread only)."""
+# -- commands from the caller's thread to the I/O thread --------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RenderCommand:
+    """Render ``qpos`` (float64 ``[B, K]``, a private copy) with ``seeds`` (uint64 ``[B]``)."""
+    batch: _Batch
+    qpos: np.ndarray
+    seeds: np.ndarray
 
-    def __init__(self, index: int, device: int | None, port: int | None, address: str, spawn: bool, log_file: str | None):
-        self.index, self.device, self.port, self.address = index, device, port, address
-        self.spawn, self.log_file = spawn, log_file
-        self.proc: subprocess.Popen | None = None
-        self.socket: zmq.Socket | None = None
-        self.state = "new"  # new -> hello -> init -> ready; or dead
-        self.state_since = time.monotonic()
-        self.applied_stamp = 0
-        self.failures = 0
-        self.spawns = 0
-        self.error: BaseException | None = None
-        self.shards: list[_Shard] = []  # unfinished, in queue order
-        self.outstanding: collections.OrderedDict[int, tuple[str, _Shard | None]] = collections.OrderedDict()
-        self.head_since = time.monotonic()
-        self.info: dict[str, Any] = {}
 
-    def describe(self) -> str:
-        port = f", port {self.port}" if self.port is not None else ""
-        log_file = f", log {self.log_file}" if self.log_file else ""
-        return f"server {self.address}{port}{log_file}"
+@dataclasses.dataclass(frozen=True)
+class UpdateCommand:
+    """Bring the ready servers to config stamp ``stamp`` (the update is in the history)."""
+    stamp: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StopCommand:
+    """Stop: after the batches in flight when ``drain`` (up to the pool's timeout), else at once."""
+    drain: bool
+
+
+def compile_model(config: RemoteRendererConfig, chain: RendererConfig):
+    """The scene's ``mujoco.MjModel`` with the chain's structural edits, compiled without GL.
+
+    The same model the servers compile (names, sizes, ``nq``, materials and lights);
+    its offscreen framebuffer size is the model's own.
+
+    Raises:
+        FileNotFoundError / ConfigError: the model or a component's edit fails.
+    """
+    from orrb.components.base import registry
+    from orrb.scene import compile_spec, load_spec
+
+    xml_path = config.resolve(config.model_xml_path)
+    spec = load_spec(xml_path)
+    known = registry()
+    for component in chain.components:
+        known[component.type](component.name, component.path, dict(component.properties)).edit_spec(spec)
+    model = compile_spec(spec, xml_path)
+    settings = config.render_settings
+    if settings.msaa_samples is not None:
+        model.vis.quality.offsamples = settings.msaa_samples
+    if settings.shadow_size is not None:
+        model.vis.quality.shadowsize = settings.shadow_size
+    return model
 
 
 class RemoteRenderer:
     """Renders batches on a pool of server processes; the same methods as :class:`orrb.LocalRenderer`.
 
     Args:
-        name: a name for logs and log files (``orrb-<name>-<port>.log`` in the temp dir).
+        name: a name for logs and log files (``orrb-<name>-<port>.log`` in the per-user log
+            folder, :func:`orrb.pool.supervisor.log_dir`; the newest 64 are kept).
         server_configs: one entry per server: ``[device, port]`` (a server spawned by
             ``start()`` on ``127.0.0.1:port``, rendering on GPU ``device`` when there is
             one) or ``"tcp://host:port"`` (a server started with ``orrb serve``).
@@ -137,10 +146,15 @@ class RemoteRenderer:
         timeout: seconds a busy server may stay silent (plus ``entry_timeout`` per state
             of the request it is working on) before it is declared hung and replaced.
         entry_timeout: seconds allowed per state of a render request, added to ``timeout``.
-        start_timeout: seconds a server may take to answer the handshake and load the scene.
+        start_timeout: seconds a spawned server may take to answer and load the scene.
+        connect_timeout: seconds a server given by address may take to answer the handshake;
+            past it ``start()`` fails naming the address and the likely causes.
         max_restarts: consecutive failures of one server tolerated before its batches fail.
         secret: shared secret of servers started with ``orrb serve --secret-file``
             (default: the ``ORRB_SECRET`` environment variable).
+        token: token of servers started with ``orrb serve --token-file`` (default: the
+            ``ORRB_TOKEN`` environment variable). Spawned servers always get a fresh random
+            token of their own (through their environment) and refuse every other process.
 
     Environment: ``ORRB_DETACHED=1`` makes ``start()`` print the server commands and
     wait for servers started by hand; ``ORRB_MINIMAL=N`` uses only the first N entries.
@@ -150,7 +164,7 @@ class RemoteRenderer:
 
     Example::
 
-        configs = orrb.utils.build_server_configs(1, 2, 5000)
+        configs = orrb.utils.build_server_configs(1, 2, orrb.utils.free_base_port(2))
         with orrb.RemoteRenderer('pool', configs, config) as renderer:
             result = renderer.render_batch({'qpos': qpos, 'seed': 0})
         result['vision_cam_left']        # uint8 [B, H, W, 3]
@@ -158,12 +172,12 @@ class RemoteRenderer:
 
     def __init__(self, name: str, server_configs, config: RemoteRendererConfig,
                  renderer_config: RendererConfig | None = None, *, timeout: float = 30.0,
-                 entry_timeout: float = 1.0, start_timeout: float = 120.0, max_restarts: int = 3,
-                 secret: str | bytes | None = None):
+                 entry_timeout: float = 1.0, start_timeout: float = 120.0, connect_timeout: float = 20.0,
+                 max_restarts: int = 3, secret: str | bytes | None = None, token: str | None = None):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._started = False
-        self._slots: list[_Slot] = []
+        self._servers: list[Server] = []
         self._lock = threading.RLock()
         self._wake_r = self._wake_w = None
         if not isinstance(name, str) or not name:
@@ -172,26 +186,35 @@ class RemoteRenderer:
             raise TypeError(f"RemoteRenderer takes an orrb.RemoteRendererConfig, got {type(config).__name__}")
         if renderer_config is not None and not isinstance(renderer_config, RendererConfig):
             raise TypeError(f"renderer_config must be an orrb.RendererConfig, got {type(renderer_config).__name__}")
-        for label, value in (("timeout", timeout), ("entry_timeout", entry_timeout), ("start_timeout", start_timeout)):
-            if not isinstance(value, (int, float)) or value < 0:
+        for label, value in (("timeout", timeout), ("entry_timeout", entry_timeout), ("start_timeout", start_timeout),
+                             ("connect_timeout", connect_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
         if not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise TypeError(f"token must be a non-empty str, got {token!r}")
         self.name = name
         self.config = config.copy()
         self._entries = self._parse_server_configs(server_configs)
         self._initial_renderer_config = renderer_config.copy() if renderer_config is not None else None
-        self.timeout, self.entry_timeout, self.start_timeout = float(timeout), float(entry_timeout), float(start_timeout)
+        self.timeout, self.entry_timeout = float(timeout), float(entry_timeout)
+        self.start_timeout, self.connect_timeout = float(start_timeout), float(connect_timeout)
         self.max_restarts = max_restarts
         self._secret = secret if secret is not None else os.environ.get("ORRB_SECRET") or None
+        self._token = token if token is not None else os.environ.get(wire.TOKEN_ENV) or None
         self._commands: collections.deque = collections.deque()
-        self._updates: list[dict[str, Any]] = []
+        self._history: History | None = None
+        self._supervisor: Supervisor | None = None
         self._renderer_config: RendererConfig | None = None
-        self._base_config_json: dict[str, Any] | None = None
         self._columns: int | None = None
         self._class_names: list[str] = []
+        self._model = None
+        self._model_stamp = -1
         self._started_event = threading.Event()
-        self._next_id = 0
+        self._streams_changed = threading.Condition()  # the servers reported a stamp's streams
+        self._seq = itertools.count()
+        self._work: dict[int, list[_Shard]] = {}
         self.stats = {"batches": 0, "server_render_s": 0.0, "restarts": 0}
 
     @staticmethod
@@ -219,11 +242,12 @@ class RemoteRenderer:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> RemoteRenderer:
-        """Starts (or connects to) every server and waits until each answers the handshake.
+        """Starts (or connects to) every server and waits until each has loaded the scene.
 
         Idempotent. Raises:
-            RendererError: a server could not start, did not answer, or runs another
-                renderer version (the message names the port, the reason and the log).
+            RendererError: a server could not start (its port is taken, it exited), did not
+                answer (the message names the address and the likely causes), or runs
+                another renderer version; the message names the port and the log file.
             ConfigError / FileNotFoundError / ValueError: the scene could not be loaded
                 (as the server reported it).
         """
@@ -239,7 +263,8 @@ class RemoteRenderer:
                 base = RendererConfig.load(self.config.resolve(self.config.renderer_config_path))
             else:
                 base = RendererConfig()
-            self._base_config_json = base.to_dict()
+            self._renderer_config = base.copy()
+            self._history = History(base.to_dict())
             entries = list(self._entries)
             minimal = os.environ.get("ORRB_MINIMAL")
             if minimal:
@@ -247,90 +272,107 @@ class RemoteRenderer:
                     raise ValueError(f"ORRB_MINIMAL must be a positive int (the most servers to use), got {minimal!r}")
                 entries = entries[: int(minimal)]
             detached = os.environ.get("ORRB_DETACHED", "") not in ("", "0")
-            spawn = self.config.spawn_servers and not detached
+            ours = self.config.spawn_servers  # [device, port] entries are this pool's own servers
+            own_token = wire.new_token() if ours else None
+            logs = sup.log_dir() if ours and not detached else None
+            token_file = self._write_token_file(own_token) if ours and detached else None
             for i, (device, port, address) in enumerate(entries):
                 if address is None:
-                    address = f"tcp://127.0.0.1:{port}"
-                    log_file = os.path.join(tempfile.gettempdir(), f"orrb-{self.name}-{port}.log") if spawn else None
-                    self._slots.append(_Slot(i, device, port, address, spawn, log_file))
+                    log_file = (os.path.join(logs, f"orrb-{sup.safe_file_name(self.name)}-{port}.log")
+                                if logs else None)
+                    self._servers.append(Server(
+                        i, f"tcp://127.0.0.1:{port}", device=device, port=port, spawn=ours and not detached,
+                        log_file=log_file, token=own_token if ours else self._token, by_hand=ours and detached))
                 else:
-                    port = int(address.rsplit(":", 1)[1]) if address.rsplit(":", 1)[1].isdigit() else None
-                    self._slots.append(_Slot(i, None, port, address, False, None))
+                    tail = address.rsplit(":", 1)[1]
+                    self._servers.append(Server(i, address, device=None, port=int(tail) if tail.isdigit() else None,
+                                                spawn=False, log_file=None, token=self._token))
+            self._work = {s.index: [] for s in self._servers}
+            self._supervisor = Supervisor(
+                self.name, self._servers, self.config, self._history, scene_id=wire.new_token()[:16],
+                secret=self._secret, timeout=self.timeout, entry_timeout=self.entry_timeout,
+                start_timeout=self.start_timeout, connect_timeout=self.connect_timeout,
+                max_restarts=self.max_restarts, token_file=token_file)
             if detached:
                 print(f"ORRB_DETACHED: start these servers, RemoteRenderer {self.name!r} waits for them:", flush=True)
-                for slot in self._slots:
-                    if slot.device is not None:
-                        print("  " + " ".join(self._server_command(slot, detached=True)), flush=True)
+                for server in self._servers:
+                    if server.by_hand:
+                        print("  " + " ".join(self._supervisor.server_command(server)), flush=True)
             self._wake_r, self._wake_w = os.pipe()
             fcntl.fcntl(self._wake_r, fcntl.F_SETFL, os.O_NONBLOCK)
             self._thread = threading.Thread(target=self._io_loop, name=f"orrb-{self.name}-io", daemon=True)
             self._thread.start()
             _register_atexit(self)
             self._started_event.wait()
-            failed = [s for s in self._slots if s.state != "ready"]
+            failed = [s for s in self._servers if s.state is not ServerState.READY]
             if failed:
-                errors = [s.error for s in failed if s.error is not None]
                 self._started = True
-                self.shutdown()
-                err = errors[0] if errors else RendererError("servers did not start")
-                raise err
-            first = self._slots[0].info
+                self._stop(drain=False)
+                raise next((s.error for s in failed if s.error is not None), RendererError("servers did not start"))
+            first = self._servers[0].info
             self._columns = int(first["columns"])
             self._class_names = list(first.get("class_names", []))
-            self._renderer_config = RendererConfig.from_json(first.get("renderer_config") or {"components": []})
             self._started = True
         return self
 
-    def _server_command(self, slot: _Slot, detached: bool = False) -> list[str]:
-        cmd = [sys.executable, "-m", "orrb.server", "--port", str(slot.port), "--device", str(slot.device)]
-        from orrb.egl_device import nvidia_gpu_present
-
-        if not nvidia_gpu_present():
-            # llvmpipe in the server's own thread, no rasterizer threads: single-threaded servers
-            # scale best side by side, and 0 is ~9% faster than one rasterizer thread (1) here
-            cmd += ["--lp-threads", "0"]
-        if not detached:
-            cmd += ["--log-file", slot.log_file, "--parent-pid", str(os.getpid())]
-        return cmd
+    @staticmethod
+    def _write_token_file(token: str) -> str:
+        """Writes the pool's token where servers started by hand read it (mode 600)."""
+        path = os.path.join(sup.private_dir(), f"token-{os.getpid()}-{wire.new_token()[:8]}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return path
 
     def shutdown(self) -> None:
-        """Finishes in-flight batches (up to ``timeout`` s), stops every spawned server and waits
-        until its process is gone. Idempotent; also runs at interpreter exit."""
+        """Finishes the batches in flight (up to ``timeout`` s; at once when called while an
+        exception such as ``KeyboardInterrupt`` propagates), stops every spawned server and
+        waits until its process is gone (killing it after 1.5 s). Idempotent; also runs at
+        interpreter exit."""
+        self._stop(drain=sys.exc_info()[0] is None)
+
+    close = shutdown
+
+    def _stop(self, drain: bool) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             thread = self._thread
         if thread is not None:
-            self._command(("stop",))
+            self._command(StopCommand(drain))
             thread.join()
-        procs = [s.proc for s in self._slots if s.proc is not None]
-        deadline = time.monotonic() + 3.0
+        procs = [s.proc for s in self._servers if s.proc is not None]
+        deadline = time.monotonic() + _STOP_WAIT_S
         for proc in procs:
             try:
                 proc.wait(timeout=max(0.05, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        token_file = self._supervisor.token_file if self._supervisor is not None else None
+        if token_file:
+            try:
+                os.unlink(token_file)
+            except OSError:
+                pass
         for fd in (self._wake_r, self._wake_w):
             if fd is not None:
                 os.close(fd)
         self._wake_r = self._wake_w = None
 
-    close = shutdown
-
     def __enter__(self) -> RemoteRenderer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
+    def __exit__(self, exc_type, *exc) -> None:
+        self._stop(drain=exc_type is None)
 
     def __del__(self):
         if getattr(self, "_thread", None) is not None and not getattr(self, "_closed", True):
             warnings.warn(f"RemoteRenderer {self.name!r} was not shut down; call shutdown() or use it as a "
                           "context manager", ResourceWarning, stacklevel=2)
             try:
-                self.shutdown()
+                self._stop(drain=False)
             except Exception:
                 pass
 
@@ -348,16 +390,55 @@ class RemoteRenderer:
         return list(self._class_names)
 
     @property
+    def model(self):
+        """The scene's compiled ``mujoco.MjModel`` with the chain's structural edits (read it; do not
+        edit it), compiled in this process without GL; an ``update()`` that changes the chain
+        replaces it."""
+        self.start()
+        with self._lock:
+            stamp = self._history.stamp
+            if self._model_stamp != stamp:
+                self._model = compile_model(self.config, self._renderer_config)
+                self._model_stamp = stamp
+            return self._model
+
+    @property
+    def layout(self):
+        """The :class:`orrb.renderer.ResponseLayout` of the batches queued now: the config's
+        images plus the streams the servers report for the current chain."""
+        return self._layout_for(self._current_stamp(), wait=True)
+
+    @property
     def server_pids(self) -> list[int | None]:
         """The process id of each spawned server (``None`` for servers not spawned here)."""
-        return [s.proc.pid if s.proc is not None else None for s in self._slots]
+        return [s.proc.pid if s.proc is not None else None for s in self._servers]
 
     @property
     def log_files(self) -> list[str | None]:
-        return [s.log_file for s in self._slots]
+        """The log file of each spawned server (``None`` for servers not spawned here)."""
+        return [s.log_file for s in self._servers]
+
+    def _current_stamp(self) -> int:
+        self.start()
+        return self._history.stamp
+
+    def _layout_for(self, stamp: int, wait: bool = False):
+        from orrb.renderer import ResponseLayout
+
+        streams = self._history.streams.get(stamp)
+        if streams is None and wait:
+            deadline = time.monotonic() + self.timeout
+            with self._streams_changed:
+                while (streams := self._history.streams.get(stamp)) is None and time.monotonic() < deadline:
+                    if not any(s.alive for s in self._servers):
+                        break
+                    self._streams_changed.wait(0.1)
+        if streams is None:
+            raise RendererError(f"RemoteRenderer {self.name!r}: no server reported the outputs of config stamp {stamp}")
+        return ResponseLayout.from_config(self.config, streams)
 
     # -- requests ------------------------------------------------------------------------------------
-    def _command(self, command: tuple) -> None:
+    def _command(self, command) -> None:
         self._commands.append(command)
         try:
             os.write(self._wake_w, b"x")
@@ -373,11 +454,12 @@ class RemoteRenderer:
         with self._lock:
             if self._closed:
                 raise RendererError(f"RemoteRenderer {self.name!r}: render after shutdown()")
-            self._command(("render", _Batch(future, batch, qpos.shape[0]), qpos, seeds, len(self._updates)))
+            job = _Batch(next(self._seq), future, batch, qpos.shape[0], self._history.stamp)
+            self._command(RenderCommand(job, qpos, seeds))
         return future
 
     def render_batch(self, batch: Request) -> Response:
-        """Renders a batch over all healthy servers and returns the response (SPEC §4).
+        """Renders a batch over all live servers and returns the response.
 
         Args:
             batch: ``{'qpos': [B, K], 'seed': int}`` or ``{'qpos': ..., 'seeds': [B]}``;
@@ -387,8 +469,9 @@ class RemoteRenderer:
             the request's keys plus, per camera ``c``: ``c`` uint8 ``[B, H, W, 3]``
             (4 channels with ``render_alpha``), ``c_depth`` float32 ``[B, H, W]`` (m),
             ``c_normals`` float32 ``[B, H, W, 3]`` in [0, 1], ``c_segmentation`` uint8
-            ``[B, H, W]``, and the components' auxiliary streams ``[B, k]``; bit-identical
-            to :class:`orrb.LocalRenderer` whatever the number of servers.
+            ``[B, H, W]``, and the components' auxiliary streams ``[B, k]`` (the keys of
+            :attr:`layout`); bit-identical to :class:`orrb.LocalRenderer` whatever the
+            number of servers.
 
         Raises:
             ValueError / TypeError: a bad request (in the caller's thread).
@@ -409,19 +492,29 @@ class RemoteRenderer:
         return future
 
     def update(self, renderer_config: RendererConfig) -> None:
-        """Merges ``renderer_config`` into the chain for every batch queued after this call (SPEC §6).
+        """Merges ``renderer_config`` into the chain for every batch queued after this call.
 
-        Batches already queued render with the config of their queue time. The
-        update is validated here, in the caller's thread.
+        Batches already queued render with the config of their queue time. The update is
+        checked here, in the caller's thread (component types and property values).
+
+        Raises:
+            TypeError: not a :class:`orrb.RendererConfig`.
+            ConfigError / ValueError: a component of another type under the same name, an
+                unknown component type or property, a bad property value.
         """
         if not isinstance(renderer_config, RendererConfig):
             raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
         self.start()
+        from orrb.components.base import registry
+
         with self._lock:
             merged = self._renderer_config.merged(renderer_config)
-            self._updates.append(renderer_config.to_dict())
+            known = registry()
+            for spec in merged.components:  # property names and values, as the servers will check them
+                known[spec.type](spec.name, spec.path, dict(spec.properties))
+            self._history.updates.append(renderer_config.to_dict())
             self._renderer_config = merged
-            self._command(("update", len(self._updates)))
+            self._command(UpdateCommand(self._history.stamp))
 
     def mutable_renderer_config(self) -> RendererConfig:
         """A copy of the current component chain (with all updates so far), to edit and pass to ``update()``."""
@@ -429,85 +522,7 @@ class RemoteRenderer:
         with self._lock:
             return self._renderer_config.copy()
 
-    # -- the I/O thread ------------------------------------------------------------------------------
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
-
-    def _send(self, slot: _Slot, kind: str, fields: dict[str, Any] | None = None,
-              arrays: dict[str, np.ndarray] | None = None, shard: _Shard | None = None) -> int:
-        req_id = self._new_id()
-        if not slot.outstanding:
-            slot.head_since = time.monotonic()
-        slot.outstanding[req_id] = (kind, shard)
-        slot.socket.send_multipart(protocol.encode(kind, {"id": req_id, **(fields or {})}, arrays), copy=False)
-        return req_id
-
-    def _connect(self, slot: _Slot) -> None:
-        if slot.socket is not None:
-            slot.socket.close(linger=0)
-        sock = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, _MAX_REPLY_BYTES)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        if self._secret is not None:
-            from orrb.server import curve_keys
-
-            keys = curve_keys(self._secret)
-            sock.curve_serverkey = keys["server"][0]
-            sock.curve_publickey, sock.curve_secretkey = keys["client"]
-        sock.connect(slot.address)
-        slot.socket = sock
-        self._poller.register(sock, zmq.POLLIN)
-        self._socket_slot[sock] = slot
-
-    def _launch(self, slot: _Slot) -> None:
-        """(Re)starts a slot: spawns its process if it is ours, connects, sends hello."""
-        if slot.socket is not None:
-            self._poller.unregister(slot.socket)
-            self._socket_slot.pop(slot.socket, None)
-        if slot.spawn:
-            if slot.proc is not None and slot.proc.poll() is None:
-                slot.proc.kill()
-                slot.proc.wait()
-            env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-            for var in _ONE_THREAD_VARS:  # unless the user set them
-                env.setdefault(var, "1")
-            mode = "a" if slot.spawns else "w"
-            with open(slot.log_file, mode) as log_handle:
-                slot.proc = subprocess.Popen(self._server_command(slot), env=env, stdin=subprocess.DEVNULL,
-                                             stdout=log_handle, stderr=subprocess.STDOUT)
-            slot.spawns += 1
-        self._connect(slot)
-        slot.outstanding.clear()
-        for shard in slot.shards:
-            shard.req_id = None
-        slot.applied_stamp = 0
-        slot.state, slot.state_since = "hello", time.monotonic()
-        self._send(slot, "hello")
-
-    def _sync(self, slot: _Slot, stamp: int) -> None:
-        while slot.applied_stamp < stamp:
-            k = slot.applied_stamp + 1
-            self._send(slot, "update", {"stamp": k, "renderer_config": self._updates[k - 1]})
-            slot.applied_stamp = k
-
-    def _dispatch(self, slot: _Slot) -> None:
-        """Sends a ready slot every shard not sent yet (after bringing it to the shard's stamp)."""
-        if slot.state != "ready":
-            return
-        for shard in slot.shards:
-            if shard.req_id is None and not shard.batch.done:
-                if slot.applied_stamp > shard.stamp:  # cannot happen: stamps only grow per server
-                    self._fail_batch(shard.batch, RendererError(
-                        f"{slot.describe()}: internal error: server config is newer than the batch's"))
-                    continue
-                self._sync(slot, shard.stamp)
-                shard.req_id = self._send(slot, "render", {"stamp": shard.stamp},
-                                          {"qpos": shard.qpos, "seeds": shard.seeds}, shard)
-        slot.shards = [s for s in slot.shards if not s.batch.done or s.req_id is not None]
-
+    # -- the I/O thread: dispatching -------------------------------------------------------------------
     def _fail_batch(self, batch: _Batch, error: BaseException) -> None:
         if batch.done:
             return
@@ -515,266 +530,172 @@ class RemoteRenderer:
         batch.outputs = None
         batch.future.set_exception(error)
 
-    def _new_batch(self, batch: _Batch, qpos: np.ndarray, seeds: np.ndarray, stamp: int) -> None:
-        live = [s for s in self._slots if s.state != "dead"]
+    def _assign(self, server: Server, shard: _Shard) -> None:
+        """Adds a shard to a server's work, in queue order (a server renders stamps in order)."""
+        work = self._work[server.index]
+        keys = [s.key() for s in work]
+        work.insert(bisect.bisect(keys, shard.key()), shard)
+
+    def _dispatch(self, server: Server) -> None:
+        """Sends a ready server every shard of its work not sent yet."""
+        if server.state is not ServerState.READY:
+            return
+        work = self._work[server.index]
+        for shard in work:
+            if shard.req_id is None and not shard.batch.done:
+                if server.applied_stamp > shard.batch.stamp:
+                    # work moved here from a stopped server, older than what this one runs: start it over
+                    self._supervisor.reinitialize(server, "work from an older config stamp moved here")
+                    return
+                shard.req_id = self._supervisor.render(server, shard, shard.batch.stamp, shard.qpos, shard.seeds)
+        self._work[server.index] = [s for s in work if not s.batch.done or s.req_id is not None]
+
+    def _new_batch(self, command: RenderCommand) -> None:
+        batch = command.batch
+        live = [s for s in self._servers if s.alive]
         if not live:
             self._fail_batch(batch, RendererError(
-                f"RemoteRenderer {self.name!r}: no server left; failed: " + "; ".join(
-                    f"{s.describe()}: {s.error}" for s in self._slots)))
+                f"RemoteRenderer {self.name!r}: no server left; " + "; ".join(
+                    f"{s.describe()}: {s.error}" for s in self._servers)))
             return
         n = batch.n
         if n == 0:
             batch.done = True
-            batch.future.set_result(dict(batch.request))
+            response = dict(batch.request)
+            response.update(self._layout_for(batch.stamp).allocate(0))
+            batch.future.set_result(response)
             return
         parts = min(len(live), n)
         bounds = [(i * n) // parts for i in range(parts + 1)]
         batch.remaining = parts
-        for slot, lo, hi in zip(live, bounds[:-1], bounds[1:]):
-            slot.shards.append(_Shard(batch, lo, hi, stamp, qpos[lo:hi], seeds[lo:hi]))
-        for slot in live[:parts]:
-            self._dispatch(slot)
+        for server, lo, hi in zip(live, bounds[:-1], bounds[1:]):
+            self._work[server.index].append(_Shard(batch, lo, hi, command.qpos[lo:hi], command.seeds[lo:hi]))
+        for server in live[:parts]:
+            self._dispatch(server)
 
-    def _on_result(self, slot: _Slot, shard: _Shard, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        slot.shards.remove(shard)
+    def _on_reply(self, reply: RenderReply) -> None:
+        server, shard = reply.server, reply.work
+        work = self._work[server.index]
+        if shard in work:
+            work.remove(shard)
         batch = shard.batch
         if batch.done:
             return
+        if reply.header["type"] != wire.Kind.RESULT.value:
+            self._fail_batch(batch, self._supervisor.remote_error(server, reply.header, "rendering"))
+            return
         m = shard.hi - shard.lo
-        cfg = self.config
-        h, w = cfg.image_height, cfg.image_width
         try:
-            for key, array in arrays.items():
-                if array.ndim < 1 or array.shape[0] != m:
-                    raise RendererError(f"{slot.describe()}: reply array {key!r} has shape {array.shape}, "
-                                        f"expected {m} entries")
-                if key in cfg.camera_names or key.rsplit("_", 1)[0] in cfg.camera_names:
-                    if array.shape[1:3] != (h, w):
-                        raise RendererError(f"{slot.describe()}: reply image {key!r} has shape {array.shape}, "
-                                            f"expected [{m}, {h}, {w}, ...]")
-                if batch.outputs is None:
-                    batch.outputs = {}
-                out = batch.outputs.get(key)
-                if out is None:
-                    out = batch.outputs[key] = np.empty((batch.n,) + array.shape[1:], array.dtype)
-                elif out.shape[1:] != array.shape[1:] or out.dtype != array.dtype:
-                    raise RendererError(f"{slot.describe()}: reply array {key!r} is {array.dtype}{array.shape}, "
-                                        f"other shards gave {out.dtype}{out.shape}")
-                out[shard.lo:shard.hi] = array
+            layout = self._layout_for(batch.stamp)
+            layout.check(reply.arrays, m, where=f"reply of {server.describe()}")
         except RendererError as e:
             self._fail_batch(batch, e)
             return
-        render_s = header.get("render_s")
+        if batch.outputs is None:
+            batch.outputs = layout.allocate(batch.n)
+        for key, out in batch.outputs.items():
+            out[shard.lo:shard.hi] = reply.arrays[key]
+        render_s = reply.header.get("render_s")
         if isinstance(render_s, (int, float)):
             batch.render_s += float(render_s)
         batch.remaining -= 1
         if batch.remaining == 0:
             batch.done = True
             response = dict(batch.request)
-            response.update(batch.outputs or {})
+            response.update(batch.outputs)
             batch.outputs = None
             self.stats["batches"] += 1
             self.stats["server_render_s"] += batch.render_s
             batch.future.set_result(response)
 
-    def _remote_error(self, slot: _Slot, header: dict[str, Any], what: str) -> BaseException:
-        kind = header.get("error_type")
-        message = str(header.get("message", ""))[:4000]
-        cls = _ERROR_KINDS.get(kind, RendererError)
-        text = f"{message} ({what} on {slot.describe()})"
-        if cls is RendererError:
-            return RendererError(f"{kind}: {text}" if kind and kind != "RendererError" else text,
-                                 server=slot.address, log_file=slot.log_file)
-        return cls(text)
-
-    def _on_message(self, slot: _Slot, frames: list) -> None:
-        try:
-            header, arrays = protocol.decode(frames, max_array_bytes=_MAX_REPLY_BYTES)
-        except protocol.ProtocolError as e:
-            self._slot_failed(slot, f"sent a malformed reply ({e})")
-            return
-        req_id = header.get("id")
-        entry = slot.outstanding.pop(req_id, None) if type(req_id) is int else None
-        if entry is None:
-            log.warning("%s: reply %s with unknown id %r ignored", slot.describe(), header.get("type"), req_id)
-            return
-        slot.head_since = time.monotonic()
-        kind, shard = entry
-        reply = header["type"]
-        if kind == "hello":
-            if reply != "hello":
-                self._slot_fatal(slot, self._remote_error(slot, header, "handshake"))
-                return
-            wanted, version = self.config.renderer_version, header.get("version")
-            if wanted is not None and wanted != version:
-                self._slot_fatal(slot, RendererError(
-                    f"{slot.describe()} runs renderer version {version!r}, but config.renderer_version asks for "
-                    f"{wanted!r}", server=slot.address, log_file=slot.log_file))
-                return
-            slot.info["pid"] = header.get("pid")
-            slot.state, slot.state_since = "init", time.monotonic()
-            self._send(slot, "init", {"config": self.config.to_dict(), "renderer_config": self._base_config_json})
-        elif kind == "init":
-            if reply != "ready":
-                self._slot_fatal(slot, self._remote_error(slot, header, "loading the scene"))
-                return
-            slot.info.update(header)
-            slot.state = "ready"
-            self._check_started()
-            self._dispatch(slot)
-        elif kind == "update":
-            if reply != "ok":
-                self._slot_failed(slot, f"could not apply update {header.get('stamp')}: {header.get('message')}")
-        elif kind == "render":
-            if reply == "result":
-                slot.failures = 0
-                self._on_result(slot, shard, header, arrays)
-            else:
-                if shard in slot.shards:
-                    slot.shards.remove(shard)
-                self._fail_batch(shard.batch, self._remote_error(slot, header, "rendering"))
+    def _on_event(self, event) -> None:
+        if isinstance(event, RenderReply):
+            self._on_reply(event)
+        elif isinstance(event, Ready):
+            self._dispatch(event.server)
+        elif isinstance(event, Lost):
+            for shard in self._work[event.server.index]:
+                shard.req_id = None  # sent again once the server is ready
+        elif isinstance(event, Stopped):
+            orphans, self._work[event.server.index] = self._work[event.server.index], []
+            live = [s for s in self._servers if s.alive]
+            for i, shard in enumerate(orphans):
+                shard.req_id = None
+                if not live:
+                    self._fail_batch(shard.batch, RendererError(
+                        f"RemoteRenderer {self.name!r}: no server left; {event.server.describe()} stopped "
+                        f"({event.reason})", server=event.server.address, log_file=event.server.log_file))
+                    continue
+                self._assign(live[i % len(live)], shard)
+            for server in live:
+                self._dispatch(server)
+        elif isinstance(event, Failed):
+            for shard in self._work[event.server.index]:
+                self._fail_batch(shard.batch, event.error)
+            self._work[event.server.index] = []
+        self.stats["restarts"] = self._supervisor.restarts
 
     def _check_started(self) -> None:
-        if not self._started_event.is_set() and all(s.state in ("ready", "dead") for s in self._slots):
-            self._started_event.set()
-
-    def _slot_fatal(self, slot: _Slot, error: BaseException) -> None:
-        """A failure that a restart cannot fix (wrong version, scene that does not load)."""
-        slot.state, slot.error = "dead", error
-        log.error("%s", error)
-        self._kill(slot)
-        for shard in slot.shards:
-            self._fail_batch(shard.batch, error)
-        slot.shards = []
-        slot.outstanding.clear()
-        if not self._started_event.is_set():
-            # at start one failure fails start(): stop waiting for the others
-            self._started_event.set()
-        self._check_started()
-
-    def _kill(self, slot: _Slot) -> None:
-        if slot.proc is not None and slot.proc.poll() is None:
-            try:
-                slot.proc.kill()
-            except OSError:
-                pass
-            slot.proc.wait()
-
-    def _slot_failed(self, slot: _Slot, reason: str) -> None:
-        """A server died or hung: restart it and resend its work, or give up after repeated failures."""
-        slot.failures += 1
-        starting = not self._started_event.is_set()
-        if starting or slot.failures > self.max_restarts:
-            times = f" ({slot.failures} consecutive failures)" if not starting else ""
-            what = "failed to start" if starting else "failed"
-            self._slot_fatal(slot, RendererError(
-                f"{slot.describe()} {what}: {reason}{times}{_log_tail(slot.log_file)}",
-                server=slot.address, log_file=slot.log_file))
+        if self._started_event.is_set():
             return
-        log.warning("%s: %s; restarting it (failure %d of %d allowed)", slot.describe(), reason,
-                    slot.failures, self.max_restarts)
-        self.stats["restarts"] += 1
-        self._kill(slot)
-        self._launch(slot)
-
-    def _check_health(self) -> None:
-        now = time.monotonic()
-        for slot in self._slots:
-            if slot.state == "dead":
-                continue
-            if slot.spawn and slot.proc is not None and slot.proc.poll() is not None:
-                self._slot_failed(slot, f"process {slot.proc.pid} exited with code {slot.proc.returncode}")
-                continue
-            if slot.state in ("hello", "init"):
-                limit = self.start_timeout
-                if not slot.spawn and os.environ.get("ORRB_DETACHED", "") not in ("", "0"):
-                    limit = float("inf")
-                if now - slot.state_since > limit:
-                    secret_hint = ("" if self._secret else
-                                   "; a server started with a shared secret refuses clients without it")
-                    self._slot_failed(slot, f"no answer to the handshake within {limit:.0f} s{secret_hint}")
-                continue
-            if slot.outstanding:
-                _, head = next(iter(slot.outstanding.values()))
-                entries = (head.hi - head.lo) if head is not None else 0
-                limit = self.timeout + self.entry_timeout * entries
-                if now - slot.head_since > limit:
-                    self._slot_failed(slot, f"no answer within {limit:.1f} s (hung or overloaded)")
+        if any(s.state in (ServerState.FAILED, ServerState.STOPPED) for s in self._servers) or all(
+                s.state is ServerState.READY for s in self._servers):
+            self._supervisor.started = True
+            self._started_event.set()
 
     def _io_loop(self) -> None:
-        self._context = zmq.Context()
-        self._poller = zmq.Poller()
-        self._socket_slot: dict[zmq.Socket, _Slot] = {}
-        self._poller.register(self._wake_r, zmq.POLLIN)
-        stopping = False
-        stop_deadline = None
+        supervisor = self._supervisor
+        stop: StopCommand | None = None
+        stop_deadline = 0.0
+        known_streams = 0
         try:
-            for slot in self._slots:
-                try:
-                    self._launch(slot)
-                except Exception as e:
-                    self._slot_fatal(slot, RendererError(f"{slot.describe()} could not be launched: {e}",
-                                                         server=slot.address, log_file=slot.log_file))
+            supervisor.launch_all()
             while True:
                 while self._commands:
                     command = self._commands.popleft()
-                    if command[0] == "render":
-                        self._new_batch(*command[1:])
-                    elif command[0] == "update":
-                        for slot in self._slots:
-                            if slot.state == "ready":
-                                self._sync(slot, command[1])
-                    elif command[0] == "stop":
-                        stopping = True
+                    if isinstance(command, RenderCommand):
+                        self._new_batch(command)
+                    elif isinstance(command, UpdateCommand):
+                        for server in self._servers:
+                            if server.state is ServerState.READY:
+                                supervisor.sync(server, command.stamp)
+                    elif isinstance(command, StopCommand):
+                        stop = command
                         stop_deadline = time.monotonic() + max(self.timeout, 1.0)
                         self._started_event.set()
-                if stopping and (not any(s.shards for s in self._slots) or time.monotonic() > stop_deadline):
+                if stop is not None and (not stop.drain or not any(self._work.values())
+                                         or time.monotonic() > stop_deadline):
                     break
-                events = dict(self._poller.poll(_LOOP_TICK_S * 1000))
-                if self._wake_r in events:
+                events, readable = supervisor.poll(_LOOP_TICK_S * 1000, [self._wake_r])
+                if readable:
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except BlockingIOError:
                         pass
-                for sock, slot in list(self._socket_slot.items()):
-                    if sock not in events:
-                        continue
-                    while slot.socket is sock:
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._on_message(slot, frames)
-                self._check_health()
+                for event in events:
+                    self._on_event(event)
+                if len(self._history.streams) != known_streams:
+                    known_streams = len(self._history.streams)
+                    with self._streams_changed:
+                        self._streams_changed.notify_all()
                 self._check_started()
         except BaseException as e:  # never leave a caller waiting forever
             log.exception("RemoteRenderer %r: I/O thread failed", self.name)
             error = RendererError(f"RemoteRenderer {self.name!r}: I/O thread failed: {e!r}")
-            for slot in self._slots:
-                slot.error = slot.error or error
+            for server in self._servers:
+                server.error = server.error or error
         finally:
             closing = RendererError(f"RemoteRenderer {self.name!r} was shut down before the batch completed")
             while self._commands:
                 command = self._commands.popleft()
-                if command[0] == "render":
-                    self._fail_batch(command[1], closing)
-            for slot in self._slots:
-                for shard in slot.shards:
-                    self._fail_batch(shard.batch, slot.error or closing)
-                slot.shards = []
-                if slot.socket is not None:
-                    if slot.spawn and slot.proc is not None and slot.proc.poll() is None:
-                        try:
-                            slot.socket.send_multipart(protocol.encode("shutdown", {"id": 0}), zmq.NOBLOCK)
-                        except zmq.ZMQError:
-                            pass
-                    slot.socket.close(linger=200)
-                    slot.socket = None
-            for slot in self._slots:
-                if slot.spawn and slot.proc is not None and slot.proc.poll() is None and slot.state != "ready":
-                    slot.proc.kill()  # not serving: no clean shutdown to wait for
-            self._context.term()
+                if isinstance(command, RenderCommand):
+                    self._fail_batch(command.batch, closing)
+            for server in self._servers:
+                for shard in self._work.get(server.index, []):
+                    self._fail_batch(shard.batch, server.error or closing)
+                self._work[server.index] = []
+            supervisor.close()
             self._started_event.set()
 
 
@@ -782,16 +703,13 @@ _live_renderers: weakref.WeakSet = weakref.WeakSet()
 
 
 def _register_atexit(renderer: RemoteRenderer) -> None:
-    if not _live_renderers and not getattr(_register_atexit, "done", False):
-        atexit.register(_shutdown_all)
-        _register_atexit.done = True
     _live_renderers.add(renderer)
 
 
+@atexit.register
 def _shutdown_all() -> None:
     for renderer in list(_live_renderers):
         try:
             renderer.shutdown()
         except Exception:
             pass
-

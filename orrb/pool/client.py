@@ -32,14 +32,12 @@ import fcntl
 import itertools
 import logging
 import os
-import queue as queue_module
 import subprocess
 import sys
 import threading
 import time
 import warnings
 import weakref
-from typing import Any
 
 import numpy as np
 
@@ -48,7 +46,8 @@ from orrb.errors import RendererError
 from orrb.pool import supervisor as sup
 from orrb.pool import wire
 from orrb.pool.supervisor import Failed, History, Lost, Ready, RenderReply, Server, ServerState, Stopped, Supervisor
-from orrb.request import Request, Response, check_request, put_result_on_queue
+from orrb.renderer import RendererBase, RendererInfo, ResponseLayout
+from orrb.request import Request
 
 __all__ = ["RemoteRenderer"]
 
@@ -62,8 +61,7 @@ _STOP_WAIT_S = 1.5  # how long shutdown() waits for a spawned server to exit bef
 @dataclasses.dataclass(eq=False)
 class _Batch:
     seq: int
-    future: concurrent.futures.Future
-    request: Request
+    future: concurrent.futures.Future  # of {key: array} for every output of the layout
     n: int
     stamp: int
     remaining: int = 0
@@ -132,12 +130,12 @@ def compile_model(config: RemoteRendererConfig, chain: RendererConfig):
     return model
 
 
-class RemoteRenderer:
+class RemoteRenderer(RendererBase):
     """Renders batches on a pool of server processes; the same methods as :class:`orrb.LocalRenderer`.
 
     Args:
         name: a name for logs and log files (``orrb-<name>-<port>.log`` in the per-user log
-            folder, :func:`orrb.pool.supervisor.log_dir`; the newest 64 are kept).
+            folder, :func:`orrb.pool.supervisor.log_dir`, which keeps the newest 64).
         server_configs: one entry per server: ``[device, port]`` (a server spawned by
             ``start()`` on ``127.0.0.1:port``, rendering on GPU ``device`` when there is
             one) or ``"tcp://host:port"`` (a server started with ``orrb serve``).
@@ -175,47 +173,39 @@ class RemoteRenderer:
                  entry_timeout: float = 1.0, start_timeout: float = 120.0, connect_timeout: float = 20.0,
                  max_restarts: int = 3, secret: str | bytes | None = None, token: str | None = None):
         self._thread: threading.Thread | None = None
-        self._closed = False
-        self._started = False
         self._servers: list[Server] = []
-        self._lock = threading.RLock()
+        self._supervisor: Supervisor | None = None
         self._wake_r = self._wake_w = None
         if not isinstance(name, str) or not name:
             raise TypeError(f"RemoteRenderer name must be a non-empty str, got {name!r}")
-        if not isinstance(config, RemoteRendererConfig):
-            raise TypeError(f"RemoteRenderer takes an orrb.RemoteRendererConfig, got {type(config).__name__}")
-        if renderer_config is not None and not isinstance(renderer_config, RendererConfig):
-            raise TypeError(f"renderer_config must be an orrb.RendererConfig, got {type(renderer_config).__name__}")
+        super().__init__(config, renderer_config)
         for label, value in (("timeout", timeout), ("entry_timeout", entry_timeout), ("start_timeout", start_timeout),
                              ("connect_timeout", connect_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
-        if not isinstance(max_restarts, int) or max_restarts < 0:
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
         if token is not None and (not isinstance(token, str) or not token):
             raise TypeError(f"token must be a non-empty str, got {token!r}")
         self.name = name
-        self.config = config.copy()
         self._entries = self._parse_server_configs(server_configs)
-        self._initial_renderer_config = renderer_config.copy() if renderer_config is not None else None
         self.timeout, self.entry_timeout = float(timeout), float(entry_timeout)
         self.start_timeout, self.connect_timeout = float(start_timeout), float(connect_timeout)
         self.max_restarts = max_restarts
         self._secret = secret if secret is not None else os.environ.get("ORRB_SECRET") or None
         self._token = token if token is not None else os.environ.get(wire.TOKEN_ENV) or None
+        self._lock = threading.Lock()  # orders stamps and commands between caller threads
         self._commands: collections.deque = collections.deque()
         self._history: History | None = None
-        self._supervisor: Supervisor | None = None
         self._renderer_config: RendererConfig | None = None
-        self._columns: int | None = None
-        self._class_names: list[str] = []
         self._model = None
         self._model_stamp = -1
+        self._drain = True
         self._started_event = threading.Event()
         self._streams_changed = threading.Condition()  # the servers reported a stamp's streams
         self._seq = itertools.count()
         self._work: dict[int, list[_Shard]] = {}
-        self.stats = {"batches": 0, "server_render_s": 0.0, "restarts": 0}
+        self.stats.update({"server_render_s": 0.0})
 
     @staticmethod
     def _parse_server_configs(server_configs) -> list[tuple[int | None, int | None, str | None]]:
@@ -251,69 +241,64 @@ class RemoteRenderer:
             ConfigError / FileNotFoundError / ValueError: the scene could not be loaded
                 (as the server reported it).
         """
-        with self._lock:
-            if self._closed:
-                raise RendererError("RemoteRenderer.start() after shutdown()")
-            if self._started:
-                return self
-            self.config.validate()
-            if self._initial_renderer_config is not None:
-                base = self._initial_renderer_config
-            elif self.config.renderer_config_path:
-                base = RendererConfig.load(self.config.resolve(self.config.renderer_config_path))
+        return super().start()
+
+    def _start(self) -> RendererInfo:
+        if self._thread is not None:
+            raise RendererError(f"RemoteRenderer {self.name!r}: start() after a failed start; make a new one")
+        if self._initial_renderer_config is not None:
+            base = self._initial_renderer_config
+        elif self.config.renderer_config_path:
+            base = RendererConfig.load(self.config.resolve(self.config.renderer_config_path))
+        else:
+            base = RendererConfig()
+        self._renderer_config = base.copy()
+        self._history = History(base.to_dict())
+        entries = list(self._entries)
+        minimal = os.environ.get("ORRB_MINIMAL")
+        if minimal:
+            if not minimal.isdigit() or int(minimal) < 1:
+                raise ValueError(f"ORRB_MINIMAL must be a positive int (the most servers to use), got {minimal!r}")
+            entries = entries[: int(minimal)]
+        detached = os.environ.get("ORRB_DETACHED", "") not in ("", "0")
+        ours = self.config.spawn_servers  # [device, port] entries are this pool's own servers
+        own_token = wire.new_token() if ours else None
+        logs = sup.log_dir() if ours and not detached else None
+        token_file = self._write_token_file(own_token) if ours and detached else None
+        for i, (device, port, address) in enumerate(entries):
+            if address is None:
+                log_file = os.path.join(logs, f"orrb-{sup.safe_file_name(self.name)}-{port}.log") if logs else None
+                self._servers.append(Server(
+                    i, f"tcp://127.0.0.1:{port}", device=device, port=port, spawn=ours and not detached,
+                    log_file=log_file, token=own_token if ours else self._token, by_hand=ours and detached))
             else:
-                base = RendererConfig()
-            self._renderer_config = base.copy()
-            self._history = History(base.to_dict())
-            entries = list(self._entries)
-            minimal = os.environ.get("ORRB_MINIMAL")
-            if minimal:
-                if not minimal.isdigit() or int(minimal) < 1:
-                    raise ValueError(f"ORRB_MINIMAL must be a positive int (the most servers to use), got {minimal!r}")
-                entries = entries[: int(minimal)]
-            detached = os.environ.get("ORRB_DETACHED", "") not in ("", "0")
-            ours = self.config.spawn_servers  # [device, port] entries are this pool's own servers
-            own_token = wire.new_token() if ours else None
-            logs = sup.log_dir() if ours and not detached else None
-            token_file = self._write_token_file(own_token) if ours and detached else None
-            for i, (device, port, address) in enumerate(entries):
-                if address is None:
-                    log_file = (os.path.join(logs, f"orrb-{sup.safe_file_name(self.name)}-{port}.log")
-                                if logs else None)
-                    self._servers.append(Server(
-                        i, f"tcp://127.0.0.1:{port}", device=device, port=port, spawn=ours and not detached,
-                        log_file=log_file, token=own_token if ours else self._token, by_hand=ours and detached))
-                else:
-                    tail = address.rsplit(":", 1)[1]
-                    self._servers.append(Server(i, address, device=None, port=int(tail) if tail.isdigit() else None,
-                                                spawn=False, log_file=None, token=self._token))
-            self._work = {s.index: [] for s in self._servers}
-            self._supervisor = Supervisor(
-                self.name, self._servers, self.config, self._history, scene_id=wire.new_token()[:16],
-                secret=self._secret, timeout=self.timeout, entry_timeout=self.entry_timeout,
-                start_timeout=self.start_timeout, connect_timeout=self.connect_timeout,
-                max_restarts=self.max_restarts, token_file=token_file)
-            if detached:
-                print(f"ORRB_DETACHED: start these servers, RemoteRenderer {self.name!r} waits for them:", flush=True)
-                for server in self._servers:
-                    if server.by_hand:
-                        print("  " + " ".join(self._supervisor.server_command(server)), flush=True)
-            self._wake_r, self._wake_w = os.pipe()
-            fcntl.fcntl(self._wake_r, fcntl.F_SETFL, os.O_NONBLOCK)
-            self._thread = threading.Thread(target=self._io_loop, name=f"orrb-{self.name}-io", daemon=True)
-            self._thread.start()
-            _register_atexit(self)
-            self._started_event.wait()
-            failed = [s for s in self._servers if s.state is not ServerState.READY]
-            if failed:
-                self._started = True
-                self._stop(drain=False)
-                raise next((s.error for s in failed if s.error is not None), RendererError("servers did not start"))
-            first = self._servers[0].info
-            self._columns = int(first["columns"])
-            self._class_names = list(first.get("class_names", []))
-            self._started = True
-        return self
+                tail = address.rsplit(":", 1)[1]
+                self._servers.append(Server(i, address, device=None, port=int(tail) if tail.isdigit() else None,
+                                            spawn=False, log_file=None, token=self._token))
+        self._work = {s.index: [] for s in self._servers}
+        self._supervisor = Supervisor(
+            self.name, self._servers, self.config, self._history, scene_id=wire.new_token()[:16],
+            secret=self._secret, timeout=self.timeout, entry_timeout=self.entry_timeout,
+            start_timeout=self.start_timeout, connect_timeout=self.connect_timeout,
+            max_restarts=self.max_restarts, token_file=token_file)
+        if detached:
+            print(f"ORRB_DETACHED: start these servers, RemoteRenderer {self.name!r} waits for them:", flush=True)
+            for server in self._servers:
+                if server.by_hand:
+                    print("  " + " ".join(self._supervisor.server_command(server)), flush=True)
+        self._wake_r, self._wake_w = os.pipe()
+        fcntl.fcntl(self._wake_r, fcntl.F_SETFL, os.O_NONBLOCK)
+        self._thread = threading.Thread(target=self._io_loop, name=f"orrb-{self.name}-io", daemon=True)
+        self._thread.start()
+        _live_renderers.add(self)
+        self._started_event.wait()
+        failed = [s for s in self._servers if s.state is not ServerState.READY]
+        if failed:
+            self._stop(drain=False)
+            raise next((s.error for s in failed if s.error is not None), RendererError("servers did not start"))
+        first = self._servers[0].info
+        return RendererInfo(int(first["columns"]), tuple(first.get("class_names", [])), None,
+                            dict(self._history.streams.get(0, {})), self._renderer_config.copy())
 
     @staticmethod
     def _write_token_file(token: str) -> str:
@@ -325,20 +310,22 @@ class RemoteRenderer:
         return path
 
     def shutdown(self) -> None:
-        """Finishes the batches in flight (up to ``timeout`` s; at once when called while an
+        """Finishes the batches in flight (up to ``timeout`` s; none when called while an
         exception such as ``KeyboardInterrupt`` propagates), stops every spawned server and
         waits until its process is gone (killing it after 1.5 s). Idempotent; also runs at
         interpreter exit."""
-        self._stop(drain=sys.exc_info()[0] is None)
+        self._drain = self._drain and sys.exc_info()[0] is None
+        super().shutdown()
 
-    close = shutdown
+    def __exit__(self, exc_type, *exc) -> None:
+        self._drain = exc_type is None
+        self.shutdown()
+
+    def _shutdown(self) -> None:
+        self._stop(self._drain)
 
     def _stop(self, drain: bool) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            thread = self._thread
+        thread, self._thread = self._thread, None
         if thread is not None:
             self._command(StopCommand(drain))
             thread.join()
@@ -361,40 +348,23 @@ class RemoteRenderer:
                 os.close(fd)
         self._wake_r = self._wake_w = None
 
-    def __enter__(self) -> RemoteRenderer:
-        return self.start()
-
-    def __exit__(self, exc_type, *exc) -> None:
-        self._stop(drain=exc_type is None)
-
     def __del__(self):
         if getattr(self, "_thread", None) is not None and not getattr(self, "_closed", True):
             warnings.warn(f"RemoteRenderer {self.name!r} was not shut down; call shutdown() or use it as a "
                           "context manager", ResourceWarning, stacklevel=2)
             try:
-                self._stop(drain=False)
+                self._drain = False
+                self.shutdown()
             except Exception:
                 pass
 
     # -- info --------------------------------------------------------------------------------------
     @property
-    def columns(self) -> int:
-        """How many qpos columns a request needs."""
-        self.start()
-        return self._columns
-
-    @property
-    def class_names(self) -> list[str]:
-        """Segmentation class names by id (0 = background)."""
-        self.start()
-        return list(self._class_names)
-
-    @property
     def model(self):
-        """The scene's compiled ``mujoco.MjModel`` with the chain's structural edits (read it; do not
-        edit it), compiled in this process without GL; an ``update()`` that changes the chain
-        replaces it."""
-        self.start()
+        """The scene's compiled ``mujoco.MjModel`` with the chain's structural edits (read it; do
+        not edit it), compiled in this process without GL, as the servers compile it; an
+        ``update()`` that changes the chain replaces it."""
+        self._started_info()
         with self._lock:
             stamp = self._history.stamp
             if self._model_stamp != stamp:
@@ -403,10 +373,11 @@ class RemoteRenderer:
             return self._model
 
     @property
-    def layout(self):
-        """The :class:`orrb.renderer.ResponseLayout` of the batches queued now: the config's
-        images plus the streams the servers report for the current chain."""
-        return self._layout_for(self._current_stamp(), wait=True)
+    def layout(self) -> ResponseLayout:
+        """Every output key of the batches queued now: the config's images plus the streams the
+        servers report for the current chain (after an ``update()``, waits for that report)."""
+        self._started_info()
+        return self._layout_for(self._history.stamp, wait=True)
 
     @property
     def server_pids(self) -> list[int | None]:
@@ -418,13 +389,7 @@ class RemoteRenderer:
         """The log file of each spawned server (``None`` for servers not spawned here)."""
         return [s.log_file for s in self._servers]
 
-    def _current_stamp(self) -> int:
-        self.start()
-        return self._history.stamp
-
-    def _layout_for(self, stamp: int, wait: bool = False):
-        from orrb.renderer import ResponseLayout
-
+    def _layout_for(self, stamp: int, wait: bool = False) -> ResponseLayout:
         streams = self._history.streams.get(stamp)
         if streams is None and wait:
             deadline = time.monotonic() + self.timeout
@@ -445,66 +410,18 @@ class RemoteRenderer:
         except (OSError, TypeError):
             pass
 
-    def _submit(self, batch: Request) -> concurrent.futures.Future:
-        self.start()
-        qpos, seeds = check_request(batch, self._columns)
+    def _submit(self, request: Request, qpos: np.ndarray, seeds: np.ndarray) -> concurrent.futures.Future:
         qpos = np.array(qpos, dtype=np.float64, order="C", copy=True)  # the caller may reuse its array
         future: concurrent.futures.Future = concurrent.futures.Future()
         future.set_running_or_notify_cancel()
         with self._lock:
             if self._closed:
                 raise RendererError(f"RemoteRenderer {self.name!r}: render after shutdown()")
-            job = _Batch(next(self._seq), future, batch, qpos.shape[0], self._history.stamp)
+            job = _Batch(next(self._seq), future, qpos.shape[0], self._history.stamp)
             self._command(RenderCommand(job, qpos, seeds))
         return future
 
-    def render_batch(self, batch: Request) -> Response:
-        """Renders a batch over all live servers and returns the response.
-
-        Args:
-            batch: ``{'qpos': [B, K], 'seed': int}`` or ``{'qpos': ..., 'seeds': [B]}``;
-                other keys are passed through.
-
-        Returns:
-            the request's keys plus, per camera ``c``: ``c`` uint8 ``[B, H, W, 3]``
-            (4 channels with ``render_alpha``), ``c_depth`` float32 ``[B, H, W]`` (m),
-            ``c_normals`` float32 ``[B, H, W, 3]`` in [0, 1], ``c_segmentation`` uint8
-            ``[B, H, W]``, and the components' auxiliary streams ``[B, k]`` (the keys of
-            :attr:`layout`); bit-identical to :class:`orrb.LocalRenderer` whatever the
-            number of servers.
-
-        Raises:
-            ValueError / TypeError: a bad request (in the caller's thread).
-            RendererError: a server failed repeatedly, or the request failed on the server.
-        """
-        return self._submit(batch).result()
-
-    def render_batch_async(self, batch: Request, queue: queue_module.Queue | None = None) -> concurrent.futures.Future:
-        """Queues a batch; returns a ``concurrent.futures.Future`` of the response at once.
-
-        When ``queue`` is given the response dict (or, on failure, the exception object)
-        is put on it, so a consumer never waits forever. A bad request raises here, in
-        the caller's thread. Many batches may be in flight.
-        """
-        future = self._submit(batch)
-        if queue is not None:
-            put_result_on_queue(future, queue)
-        return future
-
-    def update(self, renderer_config: RendererConfig) -> None:
-        """Merges ``renderer_config`` into the chain for every batch queued after this call.
-
-        Batches already queued render with the config of their queue time. The update is
-        checked here, in the caller's thread (component types and property values).
-
-        Raises:
-            TypeError: not a :class:`orrb.RendererConfig`.
-            ConfigError / ValueError: a component of another type under the same name, an
-                unknown component type or property, a bad property value.
-        """
-        if not isinstance(renderer_config, RendererConfig):
-            raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
-        self.start()
+    def _update(self, renderer_config: RendererConfig) -> RendererInfo:
         from orrb.components.base import registry
 
         with self._lock:
@@ -515,12 +432,7 @@ class RemoteRenderer:
             self._history.updates.append(renderer_config.to_dict())
             self._renderer_config = merged
             self._command(UpdateCommand(self._history.stamp))
-
-    def mutable_renderer_config(self) -> RendererConfig:
-        """A copy of the current component chain (with all updates so far), to edit and pass to ``update()``."""
-        self.start()
-        with self._lock:
-            return self._renderer_config.copy()
+        return dataclasses.replace(self._info, renderer_config=merged.copy())
 
     # -- the I/O thread: dispatching -------------------------------------------------------------------
     def _fail_batch(self, batch: _Batch, error: BaseException) -> None:
@@ -561,9 +473,7 @@ class RemoteRenderer:
         n = batch.n
         if n == 0:
             batch.done = True
-            response = dict(batch.request)
-            response.update(self._layout_for(batch.stamp).allocate(0))
-            batch.future.set_result(response)
+            batch.future.set_result(self._layout_for(batch.stamp).allocate(0))
             return
         parts = min(len(live), n)
         bounds = [(i * n) // parts for i in range(parts + 1)]
@@ -601,12 +511,9 @@ class RemoteRenderer:
         batch.remaining -= 1
         if batch.remaining == 0:
             batch.done = True
-            response = dict(batch.request)
-            response.update(batch.outputs)
-            batch.outputs = None
-            self.stats["batches"] += 1
+            outputs, batch.outputs = batch.outputs, None
             self.stats["server_render_s"] += batch.render_s
-            batch.future.set_result(response)
+            batch.future.set_result(outputs)
 
     def _on_event(self, event) -> None:
         if isinstance(event, RenderReply):
@@ -700,10 +607,6 @@ class RemoteRenderer:
 
 
 _live_renderers: weakref.WeakSet = weakref.WeakSet()
-
-
-def _register_atexit(renderer: RemoteRenderer) -> None:
-    _live_renderers.add(renderer)
 
 
 @atexit.register

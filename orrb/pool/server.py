@@ -466,8 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True, name="orrb-parent-watch").start()
 
-    import orrb  # noqa: F401  (sets MUJOCO_GL=egl before mujoco is imported)
-    import zmq
+    import zmq  # (running this module imported the orrb package first, which chose MUJOCO_GL)
 
     try:
         server = RenderServer(address, secret=secret, token=token,

@@ -422,15 +422,27 @@ class RemoteRenderer(RendererBase):
         return future
 
     def _update(self, renderer_config: RendererConfig) -> RendererInfo:
-        from orrb.components.base import registry
+        from orrb.components.base import SceneContext, registry
 
         with self._lock:
-            merged = self._renderer_config.merged(renderer_config)
+            current = self._renderer_config
+            merged = current.merged(renderer_config)
             known = registry()
-            for spec in merged.components:  # property names and values, as the servers will check them
-                known[spec.type](spec.name, spec.path, dict(spec.properties))
+            built = {spec.name: known[spec.type](spec.name, spec.path, dict(spec.properties))
+                     for spec in merged.components}  # property names and values, as the servers check them
+            placed = [spec.name for spec in renderer_config.components
+                      if spec.name not in current or (spec.path and spec.path != current[spec.name].path)]
+            model = None
+            if placed:  # a new component or path: it must find its bodies, cameras and lights in the scene
+                model = compile_model(self.config, merged)
+                scene = SceneContext(model, list(self.config.camera_names), self.config.image_width,
+                                     self.config.image_height)
+                for name in placed:
+                    built[name].initialize(scene)
             self._history.updates.append(renderer_config.to_dict())
             self._renderer_config = merged
+            if model is not None:
+                self._model, self._model_stamp = model, self._history.stamp
             self._command(UpdateCommand(self._history.stamp))
         return dataclasses.replace(self._info, renderer_config=merged.copy())
 

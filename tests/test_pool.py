@@ -291,3 +291,36 @@ def test_detached_start_prints_runnable_server_commands_and_waits_for_them(monke
         for server in servers:
             server.kill()
             server.wait()
+
+
+def test_pool_is_a_renderer_with_the_local_renderers_model_and_layout(dactyl_states):
+    from orrb.renderer import Renderer
+
+    config = small_config(renderer_config_path="dactyl.renderer_config.json")
+    with orrb.LocalRenderer(config) as local, \
+            orrb.RemoteRenderer("test-protocol", [[0, free_base_port(1)]], config) as pool:
+        assert isinstance(pool, Renderer)
+        assert pool.layout == local.layout and any(o.modality == "stream" for o in pool.layout)
+        for name in ("nq", "ngeom", "ncam", "nlight", "nmat", "ntex"):
+            assert getattr(pool.model, name) == getattr(local.model, name), name
+        assert pool.model.names == local.model.names
+        assert pool.columns == local.columns and pool.class_names == local.class_names
+        assert len(pool.server_pids) == len(pool.log_files) == 1
+        result = pool.render_batch({"qpos": dactyl_states[:3], "seed": 1})
+        pool.layout.check(result, 3, "pool response")
+        assert pool.stats["batches"] == 1 and pool.stats["server_render_s"] > 0
+
+
+def test_update_that_adds_a_stream_changes_the_layout_and_the_responses_as_locally(dactyl_states):
+    update = orrb.RendererConfig()
+    update.add("LightRandomizer", "lights", emit_values=True)
+    batch = {"qpos": dactyl_states[:4], "seed": 9}
+    with orrb.LocalRenderer(small_config()) as local:
+        local.update(update)
+        expected, expected_layout = local.render_batch(batch), local.layout
+    with orrb.RemoteRenderer("test-stream", orrb.utils.build_server_configs(1, 2, free_base_port(2)),
+                             small_config()) as pool:
+        before = pool.layout
+        pool.update(update)
+        assert pool.layout == expected_layout and len(pool.layout) > len(before)
+        assert_same(pool.render_batch(batch), expected)

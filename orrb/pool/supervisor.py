@@ -599,6 +599,10 @@ class Supervisor:
                         server.socket.send_multipart(wire.encode(Kind.SHUTDOWN, header), zmq.NOBLOCK)
                     except zmq.ZMQError:
                         pass
+                    try:  # also between two queued requests: the stop message waits behind them
+                        server.proc.terminate()
+                    except OSError:
+                        pass
                 self._disconnect(server, linger=200)
             if server.spawn and server.proc is not None and server.proc.poll() is None \
                     and server.state is not ServerState.READY:

@@ -40,12 +40,26 @@ def test_dead_address_fails_within_the_connect_timeout_naming_address_and_causes
     assert elapsed < 15, f"start() took {elapsed:.1f} s with connect_timeout=2"
     message = str(info.value)
     assert address in message and "within 2 s" in message
+    assert "(connection refused)" in message
     listening, firewall = message.index("nothing is listening"), message.index("firewall")
     assert listening < firewall, "the likeliest cause comes first"
     if secret is None:
         assert "secret" not in message, "no secret is in use: a secret mismatch cannot be the cause"
     else:
         assert firewall < message.index("shared secret")
+
+
+def test_silent_zeromq_peer_is_named_as_busy_or_not_an_orrb_server():
+    import zmq
+
+    port = free_base_port(1)
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:
+        silent.bind(f"tcp://127.0.0.1:{port}")
+        renderer = orrb.RemoteRenderer("test-silent", [f"tcp://127.0.0.1:{port}"], small_config(), connect_timeout=1.0)
+        with pytest.raises(RendererError, match="does not answer: it is busy or hung, or it is not an orrb"):
+            renderer.start()
+        renderer.shutdown()
+        silent.setsockopt(zmq.LINGER, 0)
 
 
 def test_server_told_to_stop_is_neither_a_failure_nor_restarted(dactyl_states, caplog):

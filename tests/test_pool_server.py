@@ -255,8 +255,10 @@ def test_shared_secret_server_refuses_clients_without_it(tmp_path, dactyl_states
         for secret in (None, "wrong secret"):
             stranger = orrb.RemoteRenderer("test-stranger", [address], small_config(), connect_timeout=1.5,
                                               secret=secret)
-            with pytest.raises(RendererError, match="no answer from"):
+            with pytest.raises(RendererError, match="no answer from") as info:
                 stranger.start()
+            assert "refused the ZeroMQ handshake: the shared secrets differ" in str(info.value)
+            assert "nothing is listening" not in str(info.value)
             stranger.shutdown()
         with orrb.RemoteRenderer("test-friend", [address], small_config(),
                                  secret="correct horse battery staple") as friend:

@@ -52,6 +52,8 @@ MAX_REPLY_BYTES = 1 << 31
 # 16 cores ran 4x slower).
 ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _CLEAN_EXITS = (0, -signal.SIGINT, -signal.SIGTERM)
+_WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 # -- per-user folders --------------------------------------------------------------------------------
@@ -146,6 +148,8 @@ class Server:
         self.pid: int | None = None
         self.info: dict[str, Any] = {}  # the ready reply: columns, class_names, renderer_config, streams
         self.outstanding: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
+        self.monitor: zmq.Socket | None = None  # transport events while a server given by address connects
+        self.seen: set[str] = set()  # "refused", "connected", "handshake failed", "handshake ok"
         self.head_since = time.monotonic()
         self.last_sent = 0  # entries of the request at the head of the queue
 
@@ -250,6 +254,7 @@ class Supervisor:
         self.context = zmq.Context()
         self.poller = zmq.Poller()
         self._by_socket: dict[zmq.Socket, Server] = {}
+        self._by_monitor: dict[zmq.Socket, Server] = {}
         self._events: list = []
         self._extra_registered: set = set()
 
@@ -345,13 +350,45 @@ class Supervisor:
             keys = wire.curve_keys(self.secret)
             sock.curve_serverkey = keys["server"][0]
             sock.curve_publickey, sock.curve_secretkey = keys["client"]
+        server.seen = set()
+        if not server.spawn:  # to say why a server given by address does not answer
+            server.monitor = sock.get_monitor_socket(_WATCHED)
+            self.poller.register(server.monitor, zmq.POLLIN)
+            self._by_monitor[server.monitor] = server
         sock.connect(server.address)
         server.socket = sock
         self.poller.register(sock, zmq.POLLIN)
         self._by_socket[sock] = server
 
+    def _stop_monitor(self, server: Server) -> None:
+        if server.monitor is not None:
+            self.poller.unregister(server.monitor)
+            self._by_monitor.pop(server.monitor, None)
+            server.socket.disable_monitor()
+            server.monitor.close(linger=0)
+            server.monitor = None
+
+    def _on_transport_events(self, server: Server) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while server.monitor is not None:
+            try:
+                event = recv_monitor_message(server.monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                break
+            if event == zmq.EVENT_CONNECT_RETRIED and "connected" not in server.seen:
+                server.seen.add("refused")
+            elif event == zmq.EVENT_CONNECTED:
+                server.seen.add("connected")
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                server.seen.add("handshake ok")
+            elif event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                           zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+                server.seen.add("handshake failed")
+
     def _disconnect(self, server: Server, linger: int = 0) -> None:
         if server.socket is not None:
+            self._stop_monitor(server)
             self.poller.unregister(server.socket)
             self._by_socket.pop(server.socket, None)
             server.socket.close(linger=linger)
@@ -426,16 +463,26 @@ class Supervisor:
         self._events.append(Stopped(server, reason))
 
     def _no_answer(self, server: Server, limit: float) -> str:
-        """Why a server may not have answered the handshake, most likely cause first."""
+        """Why a server did not answer the handshake, from what its transport showed, likeliest first."""
         if server.spawn:
             return f"no answer to the handshake within {limit:.0f} s (the server is starting too slowly or hangs)"
-        host_port = server.address.split("://", 1)[-1]
-        causes = [f"nothing is listening at {server.address} (start one there: orrb serve --bind ... or --port ...)",
-                  f"a firewall drops traffic to {host_port}"]
-        if self.secret is not None:
-            causes.append("the server uses another shared secret than this client (ORRB_SECRET / secret=)")
-        listed = "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))
-        return f"no answer from {server.address} within {limit:g} s (connect_timeout). Likely causes: {listed}"
+        address, host_port = server.address, server.address.split("://", 1)[-1]
+        head = f"no answer from {address} within {limit:g} s (connect_timeout)"
+        seen = server.seen
+        if "handshake failed" in seen:
+            mine = "another one" if self.secret is not None else "none (secret= or ORRB_SECRET)"
+            causes = [f"the server refused the ZeroMQ handshake: the shared secrets differ (this client has {mine}"
+                      f"{', or the server uses none' if self.secret is not None else ''})"]
+        elif "handshake ok" in seen:
+            causes = ["the server took the connection but does not answer: it is busy or hung, or it is not an "
+                      "orrb render server"]
+        else:
+            refused = " (connection refused)" if "refused" in seen and "connected" not in seen else ""
+            causes = [f"nothing is listening at {address}{refused} (start one there: orrb serve --bind ... or "
+                      "--port ...)", f"a firewall drops traffic to {host_port}"]
+            if self.secret is not None:
+                causes.append("the server uses another shared secret than this client (ORRB_SECRET / secret=)")
+        return f"{head}. Likely causes: " + "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))
 
     # -- receiving -----------------------------------------------------------------------------------
     def poll(self, timeout_ms: float, extra: list | None = None) -> tuple[list, set]:
@@ -450,6 +497,9 @@ class Supervisor:
                 self.poller.register(fd, zmq.POLLIN)
                 self._extra_registered.add(fd)
         polled = dict(self.poller.poll(timeout_ms))
+        for monitor, server in list(self._by_monitor.items()):
+            if monitor in polled:
+                self._on_transport_events(server)
         for sock, server in list(self._by_socket.items()):
             if sock not in polled:
                 continue
@@ -513,6 +563,7 @@ class Supervisor:
                 f"{server.describe()} runs renderer version {version!r}, but config.renderer_version asks for "
                 f"{wanted!r}"))
             return
+        self._stop_monitor(server)
         if type(header.get("pid")) is int:
             server.info["pid"] = header["pid"]
         self._send_init(server)

@@ -321,3 +321,37 @@ def test_cpu_server_logs_its_device_choice(tmp_path):
     finally:
         context.term()
         stop(proc)
+
+
+def test_server_that_cannot_bind_frees_its_authenticator_and_context():
+    import threading
+
+    from orrb.pool.server import RenderServer
+
+    port = free_base_port(1)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        threads = threading.active_count()
+        with pytest.raises(zmq.ZMQError):
+            RenderServer(f"tcp://127.0.0.1:{port}", secret=b"a secret")
+        assert threading.active_count() == threads, "the authenticator thread outlived the failed server"
+
+
+def test_served_engine_closes_with_its_context_manager(dactyl_states):
+    from orrb.pool.server import RenderServer
+
+    with RenderServer(f"tcp://127.0.0.1:{free_base_port(1)}") as server:
+        reply = server.answer(wire.encode("init", {"id": 1, "config": small_config().to_dict()}))
+        assert wire.decode(reply)[0]["type"] == "ready"
+    assert server.scene is None and server.socket is None and server.context is None
+    server.close()  # idempotent
+
+
+def test_token_file_that_others_can_read_is_refused(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("secret-token\n")
+    token_file.chmod(0o644)
+    proc = start_server("--port", str(free_base_port(1)), "--token-file", str(token_file), output=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "chmod 600" in out

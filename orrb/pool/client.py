@@ -244,8 +244,9 @@ class RemoteRenderer(RendererBase):
         return super().start()
 
     def _start(self) -> RendererInfo:
-        if self._thread is not None:
-            raise RendererError(f"RemoteRenderer {self.name!r}: start() after a failed start; make a new one")
+        if self._supervisor is not None:
+            raise RendererError(f"RemoteRenderer {self.name!r}: start() failed before (see that error); "
+                                "make a new RemoteRenderer")
         if self._initial_renderer_config is not None:
             base = self._initial_renderer_config
         elif self.config.renderer_config_path:
@@ -623,8 +624,10 @@ _live_renderers: weakref.WeakSet = weakref.WeakSet()
 
 @atexit.register
 def _shutdown_all() -> None:
+    # at exit nobody waits for a batch in flight: stop at once
     for renderer in list(_live_renderers):
         try:
+            renderer._drain = False
             renderer.shutdown()
         except Exception:
             pass

@@ -66,7 +66,7 @@ def test_server_told_to_stop_is_neither_a_failure_nor_restarted(dactyl_states, c
     with orrb.LocalRenderer(small_config()) as local:
         reference = local.render_batch({"qpos": dactyl_states[:8], "seed": 3})
     configs = orrb.utils.build_server_configs(1, 2, free_base_port(2))
-    with caplog.at_level(logging.INFO, logger="orrb.client"):
+    with caplog.at_level(logging.INFO, logger="orrb.pool"):
         with orrb.RemoteRenderer("test-told", configs, small_config()) as pool:
             stopped, other = pool.server_pids
             os.kill(stopped, signal.SIGTERM)

@@ -51,7 +51,7 @@ from orrb.request import Request
 
 __all__ = ["RemoteRenderer"]
 
-log = logging.getLogger("orrb.client")
+log = logging.getLogger("orrb.pool")
 
 _LOOP_TICK_S = 0.1
 _STOP_WAIT_S = 1.5  # how long shutdown() waits for a spawned server to exit before it kills it

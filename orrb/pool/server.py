@@ -39,7 +39,7 @@ from orrb.pool.wire import ErrorKind, Kind, ProtocolError, Refused
 
 __all__ = ["RenderServer", "build_parser", "main"]
 
-log = logging.getLogger("orrb.server")
+log = logging.getLogger("orrb.pool.server")
 
 DEFAULT_MAX_MESSAGE_MB = 256
 DEFAULT_MAX_ENTRIES = 65536

@@ -43,7 +43,7 @@ from orrb.pool.wire import ErrorKind, Kind
 __all__ = ["Failed", "History", "Lost", "MAX_LOG_FILES", "Ready", "RenderReply", "Server", "ServerState",
            "Stopped", "Supervisor", "log_dir", "private_dir"]
 
-log = logging.getLogger("orrb.client")
+log = logging.getLogger("orrb.pool")
 
 MAX_LOG_FILES = 64
 MAX_REPLY_BYTES = 1 << 31
@@ -127,6 +127,7 @@ class ServerState(enum.Enum):
 class _Pending:
     kind: Kind
     work: Any = None  # the dispatcher's shard for a render request
+    entries: int = 0  # states to render (a longer answer time is allowed)
 
 
 class Server:
@@ -150,8 +151,7 @@ class Server:
         self.outstanding: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
         self.monitor: zmq.Socket | None = None  # transport events while a server given by address connects
         self.seen: set[str] = set()  # "refused", "connected", "handshake failed", "handshake ok"
-        self.head_since = time.monotonic()
-        self.last_sent = 0  # entries of the request at the head of the queue
+        self.head_since = time.monotonic()  # when the oldest request in flight became the oldest
 
     @property
     def alive(self) -> bool:
@@ -282,8 +282,7 @@ class Supervisor:
         req_id = self._next_id
         if not server.outstanding:
             server.head_since = time.monotonic()
-            server.last_sent = entries
-        server.outstanding[req_id] = _Pending(kind, work)
+        server.outstanding[req_id] = _Pending(kind, work, entries)
         header = {"id": req_id, **(fields or {})}
         if server.token is not None:
             header["token"] = server.token
@@ -526,7 +525,6 @@ class Supervisor:
                      str(header.get("type"))[:20], req_id)
             return
         server.head_since = time.monotonic()
-        server.last_sent = 0
         reply = header["type"]
         if reply == Kind.ERROR.value and wire.error_kind(header) in (ErrorKind.NO_SCENE, ErrorKind.STALE):
             self._diverged(server, str(header.get("message", ""))[:300])
@@ -633,7 +631,7 @@ class Supervisor:
                         self._lost(server, f"did not load the scene within {limit:.0f} s (start_timeout)")
                 continue
             if server.outstanding:
-                limit = self.timeout + self.entry_timeout * server.last_sent
+                limit = self.timeout + self.entry_timeout * next(iter(server.outstanding.values())).entries
                 if now - server.head_since > limit:
                     self._lost(server, f"no answer within {limit:.1f} s (hung or overloaded)")
 

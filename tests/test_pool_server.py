@@ -355,3 +355,16 @@ def test_token_file_that_others_can_read_is_refused(tmp_path):
     proc = start_server("--port", str(free_base_port(1)), "--token-file", str(token_file), output=True)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "chmod 600" in out
+
+
+def test_busy_port_is_one_line_and_a_non_zero_exit_without_traceback():
+    port = free_base_port(1)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        proc = start_server("--port", str(port), output=True)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == wire.EXIT_BIND_FAILED
+    assert "Traceback" not in out
+    assert out.strip().splitlines()[-1] == (f"orrb serve: cannot bind tcp://127.0.0.1:{port}: another program is "
+                                            "using it; choose another port")

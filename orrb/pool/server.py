@@ -473,9 +473,12 @@ def main(argv: list[str] | None = None) -> int:
                               max_message_bytes=int(args.max_message_mb * (1 << 20)),
                               max_entries=args.max_entries, verbose=args.verbose)
     except zmq.ZMQError as e:
-        log.error("cannot bind %s: %s", address, e)
-        print(f"orrb serve: cannot bind {address}: {e}", file=sys.stderr)
-        return wire.EXIT_BIND_FAILED if e.errno == zmq.EADDRINUSE else 1
+        busy = e.errno == zmq.EADDRINUSE
+        reason = "another program is using it; choose another port" if busy else e.strerror
+        if args.log_file:  # (without one the log is stderr: say it once)
+            log.error("cannot bind %s: %s", address, reason)
+        print(f"orrb serve: cannot bind {address}: {reason}", file=sys.stderr)
+        return wire.EXIT_BIND_FAILED if busy else 1
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     log.info("listening on %s", address)
     with server:

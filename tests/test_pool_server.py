@@ -368,3 +368,18 @@ def test_busy_port_is_one_line_and_a_non_zero_exit_without_traceback():
     assert "Traceback" not in out
     assert out.strip().splitlines()[-1] == (f"orrb serve: cannot bind tcp://127.0.0.1:{port}: another program is "
                                             "using it; choose another port")
+
+
+def test_batch_over_a_servers_entry_limit_is_split_into_requests_and_renders_the_same(dactyl_states):
+    port = free_base_port(1)
+    token = wire.new_token()
+    proc = start_server("--port", str(port), "--max-entries", "3", token=token)
+    try:
+        with orrb.RemoteRenderer("test-split", [f"tcp://127.0.0.1:{port}"], small_config(), token=token) as pool, \
+                orrb.LocalRenderer(small_config()) as local:
+            batch = {"qpos": dactyl_states[:10], "seed": 4}
+            result, expected = pool.render_batch(batch), local.render_batch(batch)
+            for key in pool.layout.keys():
+                assert np.array_equal(result[key], expected[key]), key
+    finally:
+        stop(proc)

@@ -205,6 +205,7 @@ class RemoteRenderer(RendererBase):
         self._streams_changed = threading.Condition()  # the servers reported a stamp's streams
         self._seq = itertools.count()
         self._work: dict[int, list[_Shard]] = {}
+        self._entries_per_request = 1
         self.stats.update({"server_render_s": 0.0})
 
     @staticmethod
@@ -297,6 +298,8 @@ class RemoteRenderer(RendererBase):
         if failed:
             self._stop(drain=False)
             raise next((s.error for s in failed if s.error is not None), RendererError("servers did not start"))
+        largest = max(int(np.prod(o.shape)) * o.dtype.itemsize for o in ResponseLayout.from_config(self.config))
+        self._entries_per_request = max(1, sup.MAX_REPLY_BYTES // 2 // largest)  # a reply array stays in bounds
         first = self._servers[0].info
         return RendererInfo(int(first["columns"]), tuple(first.get("class_names", [])), None,
                             dict(self._history.streams.get(0, {})), self._renderer_config.copy())
@@ -488,11 +491,14 @@ class RemoteRenderer(RendererBase):
             batch.done = True
             batch.future.set_result(self._layout_for(batch.stamp).allocate(0))
             return
-        parts = min(len(live), n)
+        # one shard per server, more when a shard would exceed what one request may carry
+        cap = min([self._entries_per_request] + [s.info.get("max_entries", n) for s in live])
+        parts = max(min(len(live), n), -(-n // max(1, cap)))
         bounds = [(i * n) // parts for i in range(parts + 1)]
         batch.remaining = parts
-        for server, lo, hi in zip(live, bounds[:-1], bounds[1:]):
-            self._work[server.index].append(_Shard(batch, lo, hi, command.qpos[lo:hi], command.seeds[lo:hi]))
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            shard = _Shard(batch, lo, hi, command.qpos[lo:hi], command.seeds[lo:hi])
+            self._work[live[i % len(live)].index].append(shard)
         for server in live[:parts]:
             self._dispatch(server)
 

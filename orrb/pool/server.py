@@ -149,6 +149,14 @@ class _Scene:
         streams = sum(int(k) * 8 for _, k in self.engine.streams().values())
         return pixels * per_pixel + streams
 
+    def largest_entry_array(self) -> int:
+        """Bytes of one entry in the largest output array."""
+        cfg = self.config
+        pixels = cfg.image_width * cfg.image_height
+        per_pixel = max(4 if cfg.render_alpha else 3, 4 * cfg.render_depth, 12 * cfg.render_normals)
+        streams = [int(k) * 8 for _, k in self.engine.streams().values()]
+        return max([pixels * per_pixel] + streams)
+
 
 class RenderServer:
     """Serves one engine on one ZeroMQ ROUTER socket until ``shutdown`` or :meth:`stop`.
@@ -285,7 +293,8 @@ class RenderServer:
         request_id = header.get("id")
         if kind is Kind.HELLO:
             return wire.encode(Kind.HELLO, {"id": request_id, "version": get_renderer_version(),
-                                            "protocol": wire.PROTOCOL_VERSION, "pid": os.getpid()})
+                                            "protocol": wire.PROTOCOL_VERSION, "pid": os.getpid(),
+                                            "max_entries": self.max_entries})
         if kind is Kind.PING:
             return wire.encode(Kind.PONG, {"id": request_id})
         if kind is Kind.SHUTDOWN:
@@ -398,6 +407,10 @@ class RenderServer:
         n = qpos.shape[0]
         if n > self.max_entries:
             raise Refused(ErrorKind.TOO_LARGE, f"{n} states in one request; at most {self.max_entries} (--max-entries)")
+        largest = n * scene.largest_entry_array()
+        if largest > wire.MAX_ARRAY_BYTES:
+            raise Refused(ErrorKind.TOO_LARGE, f"{n} states make a reply array of {largest >> 20} MiB; at most "
+                                               f"{wire.MAX_ARRAY_BYTES >> 20} MiB travel in one message: send fewer")
         needed = int(n * scene.entry_bytes() * _MEMORY_HEADROOM)
         available = _available_memory()
         if available is not None and needed > available:

@@ -46,7 +46,7 @@ __all__ = ["Failed", "History", "Lost", "MAX_LOG_FILES", "Ready", "RenderReply",
 log = logging.getLogger("orrb.pool")
 
 MAX_LOG_FILES = 64
-MAX_REPLY_BYTES = 1 << 31
+MAX_REPLY_BYTES = wire.MAX_ARRAY_BYTES
 # Servers run side by side, several per machine: one BLAS/OpenMP thread each. A numpy product
 # that reaches a multithreaded BLAS starts a thread per core in every server (8 servers on
 # 16 cores ran 4x slower).
@@ -562,8 +562,9 @@ class Supervisor:
                 f"{wanted!r}"))
             return
         self._stop_monitor(server)
-        if type(header.get("pid")) is int:
-            server.info["pid"] = header["pid"]
+        for field in ("pid", "max_entries"):
+            if type(header.get(field)) is int and header[field] > 0:
+                server.info[field] = header[field]
         self._send_init(server)
 
     def _send_init(self, server: Server) -> None:

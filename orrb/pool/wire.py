@@ -47,6 +47,7 @@ __all__ = [
     "EXIT_BIND_FAILED",
     "ErrorKind",
     "Kind",
+    "MAX_ARRAY_BYTES",
     "MAX_FRAMES",
     "MAX_HEADER_BYTES",
     "PROTOCOL_VERSION",
@@ -67,6 +68,8 @@ PROTOCOL_VERSION = 2
 MAX_HEADER_BYTES = 1 << 20  # renderer configs travel in headers; 1 MiB is plenty
 MAX_FRAMES = 256
 DEFAULT_MAX_ARRAY_BYTES = 1 << 30
+MAX_ARRAY_BYTES = 1 << 31
+"""The largest array a reply may carry (the client's ``zmq.MAXMSGSIZE``)."""
 ALLOWED_DTYPES = frozenset({"uint8", "int32", "int64", "uint64", "float32", "float64", "bool"})
 MAX_NDIM = 4
 EXIT_BIND_FAILED = 3

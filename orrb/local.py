@@ -12,12 +12,14 @@ import concurrent.futures
 import queue as queue_module
 import threading
 import warnings
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.errors import RendererError
 from orrb.request import Request, Response, check_request, put_result_on_queue
+
+if TYPE_CHECKING:
+    from orrb.engine import EngineOptions
 
 __all__ = ["LocalRenderer"]
 
@@ -28,6 +30,7 @@ class LocalRenderer:
     Args:
         config: what to render (:class:`orrb.RemoteRendererConfig`).
         renderer_config: a component chain overriding ``config.renderer_config_path``.
+        engine_options: how the engine schedules its work (:class:`orrb.engine.EngineOptions`).
 
     Example::
 
@@ -37,7 +40,8 @@ class LocalRenderer:
         result['vision_cam_left_depth']      # float32 [B, H, W] (render_depth)
     """
 
-    def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None):
+    def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None,
+                 engine_options: EngineOptions | None = None):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._engine = None
         self._closed = False
@@ -47,6 +51,7 @@ class LocalRenderer:
         config.validate()
         self.config = config.copy()
         self._initial_renderer_config = renderer_config.copy() if renderer_config is not None else None
+        self._engine_options = engine_options
         self._columns = None
         self._class_names: list[str] | None = None
         self._model = None
@@ -63,7 +68,8 @@ class LocalRenderer:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orrb-local")
             from orrb.engine import RenderEngine
 
-            future = self._executor.submit(RenderEngine, self.config, self._initial_renderer_config)
+            future = self._executor.submit(RenderEngine, self.config, self._initial_renderer_config,
+                                           self._engine_options)
             try:
                 self._engine = future.result()
             except BaseException:

@@ -331,7 +331,7 @@ def test_async_render_delivers_to_queue_and_future(box_scene):
 
 
 def test_renderer_works_from_another_thread_after_a_second_renderer_took_the_context(box_scene):
-    # MEASURED.md trap: a GL context that is no longer current renders black frames
+    # a GL context that is no longer current renders black frames
     with orrb.LocalRenderer(box_config(box_scene)) as first:
         before = first.render_batch({"qpos": [IDENTITY], "seed": 0})["down"]
         with orrb.LocalRenderer(box_config(box_scene, camera_names=["tilted"])) as second:

@@ -104,7 +104,7 @@ class RenderEngine:
         # the offscreen framebuffer is sized to the tiles (grown past what the model allows when needed)
         model.vis.global_.offwidth, model.vis.global_.offheight = self._layout.framebuffer
         mapping = Mapping(model, self._mapping_path)
-        camera_ids = self._camera_ids(model)
+        camera_ids = self._find_cameras(model)
         if self._reader is None:
             self._reader = FrameReader(self._layout, self._options.one_blit_readback)
         self._reader.bind(model)
@@ -118,7 +118,7 @@ class RenderEngine:
         self._chain.initialize(SceneContext(model, list(self.config.camera_names), self.config.image_width,
                                             self.config.image_height))
 
-    def _camera_ids(self, model: mujoco.MjModel) -> np.ndarray:
+    def _find_cameras(self, model: mujoco.MjModel) -> np.ndarray:
         """``int [C]`` model ids of the configured cameras; ConfigError names an unknown one."""
         camera_list = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) or "" for i in range(model.ncam)]
         ids = []

@@ -28,15 +28,14 @@ import numpy as np
 
 from orrb.components.base import BatchContext, Component, Frames, SceneContext
 from orrb.config import RemoteRendererConfig, RendererConfig
-from orrb.engine.camera_scenes import CameraScenes
 from orrb.engine.chain import ComponentChain
-from orrb.engine.entry_setup import BaseState, EntrySetup
+from orrb.engine.compiled_scene import CompiledScene
+from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.frames import FrameReader, TileLayout
 from orrb.engine.image_stage import ImageStage
 from orrb.engine.modalities import alpha_from_depth, normals_from_depth
 from orrb.engine.options import EngineOptions
-from orrb.errors import ConfigError, RendererError, did_you_mean
-from orrb.scene import Mapping, compile_spec, load_spec, segmentation_classes
+from orrb.errors import RendererError
 
 __all__ = ["RenderEngine"]
 
@@ -67,6 +66,7 @@ class RenderEngine:
                  options: EngineOptions | None = None):
         # Handles first, so close() is safe whatever fails below.
         self._reader: FrameReader | None = None
+        self._scene: CompiledScene | None = None
         self._closed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         if not isinstance(config, RemoteRendererConfig):
@@ -92,51 +92,22 @@ class RenderEngine:
 
     # -- building ------------------------------------------------------------------------------
     def _build(self) -> None:
-        """Compiles the model with every component's structural edits and binds the GL side to it."""
-        spec = load_spec(self._xml_path)
-        self._chain.edit_spec(spec)
-        model = compile_spec(spec, self._xml_path)
-        settings = self.config.render_settings
-        if settings.msaa_samples is not None:
-            model.vis.quality.offsamples = settings.msaa_samples
-        if settings.shadow_size is not None:
-            model.vis.quality.shadowsize = settings.shadow_size
-        # the offscreen framebuffer is sized to the tiles (grown past what the model allows when needed)
-        model.vis.global_.offwidth, model.vis.global_.offheight = self._layout.framebuffer
-        mapping = Mapping(model, self._mapping_path)
-        camera_ids = self._find_cameras(model)
+        """Compiles the model with every component's structural edits, binds the GL side to it
+        and initializes the chain."""
+        cfg = self.config
+        compiled = CompiledScene.compile(self._xml_path, self._mapping_path, self._chain, list(cfg.camera_names),
+                                         cfg.render_settings, self._layout)
         if self._reader is None:
             self._reader = FrameReader(self._layout, self._options.one_blit_readback)
-        self._reader.bind(model)
-        self._model = model
-        self._data = mujoco.MjData(model)
-        self._mapping = mapping
-        self._camera_ids = camera_ids
-        self._geom_class, self._class_names = segmentation_classes(model)
-        self._scenes = CameraScenes(model, camera_ids, settings.shadows)
-        self._base = BaseState.snapshot(model)
-        self._chain.initialize(SceneContext(model, list(self.config.camera_names), self.config.image_width,
-                                            self.config.image_height))
-
-    def _find_cameras(self, model: mujoco.MjModel) -> np.ndarray:
-        """``int [C]`` model ids of the configured cameras; ConfigError names an unknown one."""
-        camera_list = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) or "" for i in range(model.ncam)]
-        ids = []
-        for name in self.config.camera_names:
-            cid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name)
-            if cid < 0:
-                raise ConfigError(
-                    f"unknown camera {name!r}{did_you_mean(name, camera_list)}; "
-                    f"the model {self._xml_path} has cameras {camera_list}"
-                )
-            ids.append(cid)
-        return np.array(ids, dtype=int)
+        self._reader.bind(compiled.model)
+        self._scene = compiled
+        self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
 
     # -- properties ----------------------------------------------------------------------------
     @property
     def model(self) -> mujoco.MjModel:
         """The compiled model (read it; an ``update()`` that rebuilds replaces it)."""
-        return self._model
+        return self._scene.model
 
     @property
     def camera_names(self) -> list[str]:
@@ -145,12 +116,12 @@ class RenderEngine:
     @property
     def columns(self) -> int:
         """How many qpos columns a request needs."""
-        return self._mapping.columns
+        return self._scene.mapping.columns
 
     @property
     def class_names(self) -> list[str]:
         """Segmentation class names by id (0 = background)."""
-        return self._class_names
+        return list(self._scene.class_names)
 
     @property
     def components(self) -> list[Component]:
@@ -227,7 +198,8 @@ class RenderEngine:
         streams = {name: np.zeros((n, k), dtype) for name, (dtype, k) in self._chain.streams().items()}
 
         batch = BatchContext(n)
-        setup = EntrySetup(self._model, self._data, self._base, self._camera_ids, qpos=self._mapping.apply(qpos),
+        scene = self._scene
+        setup = EntrySetup(scene.model, scene.data, scene.base, scene.camera_ids, qpos=scene.mapping.apply(qpos),
                            seeds=seeds, active=active, batch=batch, streams=streams, fovy=fovy)
         image_components = [c for c in active if c.has_image_stage()]
         # the executors, not the engine: a work item must not keep the engine alive, or the engine
@@ -265,18 +237,19 @@ class RenderEngine:
         vertices alone while the rasterizer threads wait, on a GPU it waits for the GPU. The
         same work in the same order as on one thread: outputs are unchanged.
         """
-        reader, scenes = self._reader, self._scenes
+        reader, scene = self._reader, self._scene
+        scenes = scene.scenes
         ahead = error = None
         try:
             if n:
                 setup(0)
             for i in range(n):
-                clip = scenes.build(self._model, self._data)
+                clip = scenes.build(scene.model, scene.data)
                 ahead = setup_pool.submit(setup, i + 1) if setup_pool is not None and i + 1 < n else None
                 try:
                     reader.draw(scenes.scenes, i, clip, color, depth, names)
                     if segmentation:
-                        reader.segment(scenes.scenes, i, self._geom_class, segmentation, names)
+                        reader.segment(scenes.scenes, i, scene.geom_class, segmentation, names)
                 finally:
                     if ahead is not None:
                         concurrent.futures.wait([ahead])  # the model is the setup's until it is done

@@ -484,6 +484,57 @@ def test_a_component_failing_on_a_later_entry_raises_in_the_caller_and_the_rende
         np.testing.assert_array_equal(again[key], expected[key], err_msg=key)
 
 
+@register
+class MarkByDraw(Component):
+    """A component for these tests: draws a grey level per entry in ``run`` (also emitted as
+    stream ``mark``) and paints pixel (0, 0) of every camera with it in ``end_batch``."""
+
+    type_name = "TestMarkByDraw"
+
+    def streams(self):
+        return {"mark": (np.uint8, 1)}
+
+    def begin_batch(self, batch):
+        batch.keep(self, np.zeros(batch.size, np.uint8))
+
+    def run(self, entry):
+        level = entry.rng.integers(0, 256)
+        entry.batch.draws(self)[entry.index] = level
+        entry.emit("mark", [level])
+
+    def end_batch(self, frames, batch):
+        for color in frames.color.values():
+            color[:, 0, 0, :3] = batch.draws(self)[frames.entries, None]
+
+
+def test_a_components_draws_reach_its_image_stage_through_the_batch_context(box_scene):
+    """Draws made in ``run`` (setup thread) arrive in ``end_batch`` (image thread, in chunks)
+    for every entry of the batch they were drawn for."""
+    chain = orrb.RendererConfig()
+    chain.add("TestMarkByDraw", "mark")
+    options = EngineOptions(image_chunk_pixels=2 * 64 * 48)  # chunks of 2 entries on the image worker
+    qpos = np.tile(IDENTITY, (9, 1))
+    with RenderEngine(box_config(box_scene), chain, options) as engine:
+        first = engine.render(qpos, np.arange(9, dtype=np.uint64))
+        second = engine.render(qpos[:5], np.arange(100, 105, dtype=np.uint64))
+    for out, n in ((first, 9), (second, 5)):
+        marks = out["mark"][:, 0]
+        assert out["down"].shape[0] == n and len(np.unique(marks)) > 1
+        np.testing.assert_array_equal(out["down"][:, 0, 0], np.repeat(marks[:, None], 3, axis=1))
+
+
+def test_component_hooks_have_defaults_on_the_base_class():
+    from orrb.components import BatchContext, registry
+
+    known = registry()
+    hide = known["Hide"]("hide")
+    assert not hide.has_image_stage() and hide.needs_depth is False
+    hide.begin_batch(BatchContext(3))  # a no-op
+    assert known["PostProcessingRandomizer"].has_image_stage() and MarkByDraw.has_image_stage()
+    with pytest.raises(KeyError, match="Hide 'hide' kept no draws"):
+        BatchContext(3).draws(hide)
+
+
 def test_an_empty_batch_gives_empty_arrays_with_components(dactyl_states):
     config = dactyl_config(image_width=24, image_height=24, render_depth=True,
                            renderer_config_path="dactyl.renderer_config.json")

@@ -84,7 +84,7 @@ def alpha_from_depth(depth: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def normals_from_depth(depth: np.ndarray, fovy_deg: np.ndarray) -> np.ndarray:
+def normals_from_depth(depth: np.ndarray, fovy_deg: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Camera-space unit normals from depth, encoded to [0, 1] as ``(n + 1) / 2``.
 
     Points are unprojected with the pinhole model MuJoCo renders with (vertical
@@ -95,9 +95,10 @@ def normals_from_depth(depth: np.ndarray, fovy_deg: np.ndarray) -> np.ndarray:
     Args:
         depth: ``float32 [B, H, W]`` metres along the camera axis, 0 = nothing hit.
         fovy_deg: ``[B]`` vertical field of view of each entry, degrees.
+        out: ``float32 [B, H, W, 3]`` to write into (default: a new array).
 
     Returns:
-        ``float32 [B, H, W, 3]``: x right, y up, z towards the camera.
+        ``float32 [B, H, W, 3]`` (``out`` when given): x right, y up, z towards the camera.
     """
     depth = np.asarray(depth, dtype=np.float64)
     b, h, w = depth.shape
@@ -138,4 +139,7 @@ def normals_from_depth(depth: np.ndarray, fovy_deg: np.ndarray) -> np.ndarray:
     flip = np.sum(normals * points, axis=-1) > 0
     normals[flip] *= -1
     encoded = np.where(hit[..., None], (normals + 1.0) / 2.0, 0.0)
-    return encoded.astype(np.float32)
+    if out is None:
+        return encoded.astype(np.float32)
+    np.copyto(out, encoded, casting="same_kind")
+    return out

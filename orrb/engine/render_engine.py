@@ -36,6 +36,7 @@ from orrb.engine.image_stage import ImageStage
 from orrb.engine.modalities import alpha_from_depth, normals_from_depth
 from orrb.engine.options import EngineOptions
 from orrb.errors import RendererError
+from orrb.renderer import Modality, ResponseLayout
 
 __all__ = ["RenderEngine"]
 
@@ -83,7 +84,7 @@ class RenderEngine:
         if renderer_config is None and config.renderer_config_path:
             renderer_config = RendererConfig.load(config.resolve(config.renderer_config_path))
         self._chain = ComponentChain(renderer_config)
-        self._layout = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
+        self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
         try:
             self._build()
         except BaseException:
@@ -96,9 +97,9 @@ class RenderEngine:
         and initializes the chain."""
         cfg = self.config
         compiled = CompiledScene.compile(self._xml_path, self._mapping_path, self._chain, list(cfg.camera_names),
-                                         cfg.render_settings, self._layout)
+                                         cfg.render_settings, self._tiles)
         if self._reader is None:
-            self._reader = FrameReader(self._layout, self._options.one_blit_readback)
+            self._reader = FrameReader(self._tiles, self._options.one_blit_readback)
         self._reader.bind(compiled.model)
         self._scene = compiled
         self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
@@ -177,9 +178,10 @@ class RenderEngine:
             seeds: ``uint64 [B]`` one seed per entry.
 
         Returns:
-            ``{camera: uint8 [B, H, W, 3|4], camera_depth: float32 [B, H, W],
-            camera_normals: float32 [B, H, W, 3], camera_segmentation: uint8 [B, H, W],
-            stream: [B, k]}`` for the modalities enabled in the config.
+            one fresh array per output of ``ResponseLayout.from_config(config, streams())``,
+            in its order: per camera ``uint8 [B, H, W, 3|4]`` colour, ``float32 [B, H, W]``
+            depth in metres, ``float32 [B, H, W, 3]`` normals, ``uint8 [B, H, W]``
+            segmentation (as enabled), then every stream ``[B, k]``.
 
         Raises:
             RendererError: the engine is closed.
@@ -190,12 +192,19 @@ class RenderEngine:
         n, h, w = qpos.shape[0], cfg.image_height, cfg.image_width
         names = list(cfg.camera_names)
         active = self._chain.active()
+        layout = ResponseLayout.from_config(cfg, self._chain.streams())
+        out = layout.allocate(n)
+        per_camera = {c: {o.modality: out[o.key] for o in layout.for_camera(c)} for c in names}
         wants_depth = cfg.render_depth or cfg.render_normals or cfg.render_alpha or any(c.needs_depth for c in active)
-        color = {c: np.empty((n, h, w, 4 if cfg.render_alpha else 3), np.uint8) for c in names}
-        depth = {c: np.empty((n, h, w), np.float32) for c in names} if wants_depth else {}
+        color = {c: per_camera[c][Modality.COLOR] for c in names}
+        # depth read for normals, alpha or a component is scratch when it is not an output itself
+        depth = {c: per_camera[c][Modality.DEPTH] if cfg.render_depth else np.empty((n, h, w), np.float32)
+                 for c in names} if wants_depth else {}
+        segmentation = {c: per_camera[c][Modality.SEGMENTATION] for c in names} if cfg.render_segmentation else {}
         fovy = {c: np.empty(n) for c in names}
-        segmentation = {c: np.empty((n, h, w), np.uint8) for c in names} if cfg.render_segmentation else {}
-        streams = {name: np.zeros((n, k), dtype) for name, (dtype, k) in self._chain.streams().items()}
+        streams = {o.key: out[o.key] for o in layout.streams}
+        for values in streams.values():
+            values.fill(0)  # a component may leave an entry's row unwritten
 
         batch = BatchContext(n)
         scene = self._scene
@@ -213,18 +222,11 @@ class RenderEngine:
         self._reader.make_current()  # another renderer in this process may have taken the thread
         self._draw(n, setup, setup_pool, image, color, depth, segmentation, names)
 
-        out: dict[str, np.ndarray] = {}
         for name in names:
             if cfg.render_alpha:
                 alpha_from_depth(depth[name], out=color[name][..., 3])
-            out[name] = color[name]
-            if cfg.render_depth:
-                out[f"{name}_depth"] = depth[name]
             if cfg.render_normals:
-                out[f"{name}_normals"] = normals_from_depth(depth[name], fovy[name])
-            if segmentation:
-                out[f"{name}_segmentation"] = segmentation[name]
-        out.update(streams)
+                normals_from_depth(depth[name], fovy[name], out=per_camera[name][Modality.NORMALS])
         return out
 
     def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,

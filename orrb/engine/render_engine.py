@@ -33,10 +33,9 @@ from orrb.engine.compiled_scene import CompiledScene
 from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.frames import FrameReader, TileLayout
 from orrb.engine.image_stage import ImageStage
-from orrb.engine.modalities import alpha_from_depth, normals_from_depth
 from orrb.engine.options import EngineOptions
+from orrb.engine.outputs import BatchOutputs
 from orrb.errors import RendererError
-from orrb.renderer import Modality, ResponseLayout
 
 __all__ = ["RenderEngine"]
 
@@ -189,48 +188,29 @@ class RenderEngine:
         if self._closed:
             raise RendererError("render() called after close()")
         cfg, options = self.config, self._options
-        n, h, w = qpos.shape[0], cfg.image_height, cfg.image_width
-        names = list(cfg.camera_names)
+        n = qpos.shape[0]
         active = self._chain.active()
-        layout = ResponseLayout.from_config(cfg, self._chain.streams())
-        out = layout.allocate(n)
-        per_camera = {c: {o.modality: out[o.key] for o in layout.for_camera(c)} for c in names}
         wants_depth = cfg.render_depth or cfg.render_normals or cfg.render_alpha or any(c.needs_depth for c in active)
-        color = {c: per_camera[c][Modality.COLOR] for c in names}
-        # depth read for normals, alpha or a component is scratch when it is not an output itself
-        depth = {c: per_camera[c][Modality.DEPTH] if cfg.render_depth else np.empty((n, h, w), np.float32)
-                 for c in names} if wants_depth else {}
-        segmentation = {c: per_camera[c][Modality.SEGMENTATION] for c in names} if cfg.render_segmentation else {}
-        fovy = {c: np.empty(n) for c in names}
-        streams = {o.key: out[o.key] for o in layout.streams}
-        for values in streams.values():
-            values.fill(0)  # a component may leave an entry's row unwritten
-
+        arrays = BatchOutputs.allocate(cfg, self._chain.streams(), n, wants_depth)
         batch = BatchContext(n)
         scene = self._scene
         setup = EntrySetup(scene.model, scene.data, scene.base, scene.camera_ids, qpos=scene.mapping.apply(qpos),
-                           seeds=seeds, active=active, batch=batch, streams=streams, fovy=fovy)
+                           seeds=seeds, active=active, batch=batch, streams=arrays.streams, fovy=arrays.fovy)
         image_components = [c for c in active if c.has_image_stage()]
         # the executors, not the engine: a work item must not keep the engine alive, or the engine
         # could be finalized on its own worker thread
-        image = ImageStage(image_components, batch, Frames(color, depth, fovy), n,
-                           options.chunk_entries(w, h, self._reader.hardware),
+        image = ImageStage(image_components, batch, Frames(arrays.color, arrays.depth, arrays.fovy), n,
+                           options.chunk_entries(cfg.image_width, cfg.image_height, self._reader.hardware),
                            self._worker("image") if options.image_overlap and image_components else None)
         setup_pool = self._worker("setup") if options.setup_ahead and n > 1 and active else None
         for component in active:
             component.begin_batch(batch)
         self._reader.make_current()  # another renderer in this process may have taken the thread
-        self._draw(n, setup, setup_pool, image, color, depth, segmentation, names)
-
-        for name in names:
-            if cfg.render_alpha:
-                alpha_from_depth(depth[name], out=color[name][..., 3])
-            if cfg.render_normals:
-                normals_from_depth(depth[name], fovy[name], out=per_camera[name][Modality.NORMALS])
-        return out
+        self._draw(n, setup, setup_pool, image, arrays)
+        return arrays.finish(cfg)
 
     def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
-              image: ImageStage, color: dict, depth: dict, segmentation: dict, names: list[str]) -> None:
+              image: ImageStage, arrays: BatchOutputs) -> None:
         """Sets up, draws and reads back every entry, handing drawn entries to the image stage.
 
         Two-stage pipeline: once entry i's scenes are built, the model and data are free, and
@@ -240,7 +220,7 @@ class RenderEngine:
         same work in the same order as on one thread: outputs are unchanged.
         """
         reader, scene = self._reader, self._scene
-        scenes = scene.scenes
+        scenes, names = scene.scenes, list(self.config.camera_names)
         ahead = error = None
         try:
             if n:
@@ -249,9 +229,9 @@ class RenderEngine:
                 clip = scenes.build(scene.model, scene.data)
                 ahead = setup_pool.submit(setup, i + 1) if setup_pool is not None and i + 1 < n else None
                 try:
-                    reader.draw(scenes.scenes, i, clip, color, depth, names)
-                    if segmentation:
-                        reader.segment(scenes.scenes, i, scene.geom_class, segmentation, names)
+                    reader.draw(scenes.scenes, i, clip, arrays.color, arrays.depth, names)
+                    if arrays.segmentation:
+                        reader.segment(scenes.scenes, i, scene.geom_class, arrays.segmentation, names)
                 finally:
                     if ahead is not None:
                         concurrent.futures.wait([ahead])  # the model is the setup's until it is done

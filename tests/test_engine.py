@@ -402,23 +402,6 @@ def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_one_
         np.testing.assert_array_equal(overlapped[key], one_thread[key], err_msg=key)
 
 
-@pytest.mark.parametrize("options, error", [
-    ({"setup_ahead": 1}, TypeError), ({"image_overlap": "yes"}, TypeError), ({"one_blit_readback": None}, TypeError),
-    ({"image_chunk_pixels": 2.5}, TypeError), ({"image_chunk_pixels": True}, TypeError),
-    ({"image_chunk_pixels": 0}, ValueError)])
-def test_engine_options_of_the_wrong_kind_or_value_are_refused_naming_the_option(options, error):
-    name = next(iter(options))
-    with pytest.raises(error, match=f"EngineOptions.{name}"):
-        EngineOptions(**options)
-
-
-def test_engine_options_are_frozen_and_must_be_engine_options(box_scene):
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        EngineOptions().image_overlap = False
-    with pytest.raises(TypeError, match="EngineOptions"):
-        RenderEngine(box_config(box_scene), options={"image_overlap": False})
-
-
 def test_a_randomized_entry_gives_the_same_outputs_alone_or_set_up_ahead_in_a_batch(dactyl_states):
     """In a batch the engine sets entry i + 1 up (runs the components) on a worker thread
     while entry i draws; an entry rendered alone is set up and drawn on one thread."""

@@ -12,6 +12,7 @@ Parts, each in its own module:
   depth, segmentation pass), and its :class:`~orrb.engine.frames.TileLayout`.
 - ``image_stage``: the components' ``end_batch`` on chunks of drawn entries.
 - ``chain``: the component chain (build, merge on update, describe).
+- ``compiled_scene``: the compiled model and what derives from it, replaced at once on a rebuild.
 - ``outputs``: a batch's response arrays, allocated from the response layout.
 - ``modalities``: pure array maths (depth in metres, normals, segmentation classes, alpha).
 - ``gl``: low-level GL calls (context class, hardware check, one-blit read).

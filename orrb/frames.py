@@ -37,7 +37,9 @@ __all__ = [
     "Change",
     "camera_rotation_to_mujoco",
     "camera_vector_to_mujoco",
+    "conversion_report",
     "convert_file",
+    "file_frame",
     "to_mujoco",
     "world_rotation_to_mujoco",
     "world_vector_to_mujoco",
@@ -58,13 +60,13 @@ CAMERA_UNITY_FROM_MUJOCO = np.diag([1.0, 1.0, -1.0])
 def world_vector_to_mujoco(v) -> tuple[float, float, float]:
     """A world point or direction from the original's frame to MuJoCo's: ``(-x, -z, y)`` (m)."""
     x, y, z = (float(c) for c in v)
-    return (-x, -z, y)
+    return (-x + 0.0, -z + 0.0, y + 0.0)  # + 0.0: no -0.0 in written files
 
 
 def camera_vector_to_mujoco(v) -> tuple[float, float, float]:
     """A vector in a camera's own frame (x right, y up, z forward) to MuJoCo's (z backward)."""
     x, y, z = (float(c) for c in v)
-    return (x, y, -z)
+    return (x + 0.0, y + 0.0, -z + 0.0)
 
 
 def _conjugate_quat(q, basis: np.ndarray) -> tuple[float, float, float, float]:
@@ -152,5 +154,21 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike) -> list[Change]
 
 def file_frame(path: str | os.PathLike) -> str:
     """The frame a renderer config file declares (``"unity"`` when it has no ``"frame"``)."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return UNITY  # reading it as a config reports the problem
     return data.get("frame", UNITY) if isinstance(data, dict) else UNITY
+
+
+def conversion_report(src: str | os.PathLike, dst: str | os.PathLike, changes: list[Change],
+                      source_frame: str) -> str:
+    """What ``orrb config convert`` prints: one line per converted property, then a summary."""
+    lines = [str(c) for c in changes]
+    if source_frame == MUJOCO:
+        lines.append(f"{src} is already in the mujoco frame: wrote it unchanged to {dst}")
+    else:
+        what = f"{len(changes)} propert{'y' if len(changes) == 1 else 'ies'} converted" if changes else \
+            "no frame-dependent values to convert"
+        lines.append(f"{src} (frame {source_frame}, the original renderer's) -> {dst} (frame mujoco): {what}")
+    return "\n".join(lines)

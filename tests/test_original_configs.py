@@ -190,3 +190,15 @@ def test_config_convert_writes_the_file_and_prints_each_changed_property(tmp_pat
     assert orrb.RendererConfig.load(out) == orrb.RendererConfig.load(original("orbit"))
     assert main(["config", "convert", str(out), str(tmp_path / "again.json")]) == 0
     assert "already in the mujoco frame" in capsys.readouterr().out
+
+
+def test_a_file_saying_unity_is_converted_like_one_without_a_frame():
+    rig = {"type": "LightingRig", "name": "rig", "config": {"vector3Properties": {"target": {"x": -1.05, "z": -1}}}}
+    said = orrb.RendererConfig.from_json({"frame": "unity", "components": [rig]})
+    unsaid = orrb.RendererConfig.from_json({"components": [rig]})
+    assert said == unsaid and said["rig"]["target"] == TABLE_CENTRE
+
+
+def test_an_unknown_top_level_key_is_an_error_naming_it():
+    with pytest.raises(orrb.ConfigError, match=r"unknown top-level keys \['frmae'\]; accepted: frame, components"):
+        orrb.RendererConfig.from_json({"frmae": "mujoco", "components": []})

@@ -9,8 +9,10 @@ into Unity's y-up. A world point therefore reads, in Unity's coordinates,
 that frame convert back with :func:`world_vector_to_mujoco`.
 
 Cameras: after loading, the original turned each camera to look along Unity's +z (MuJoCo
-cameras look along their -z), keeping x right and y up; a vector or rotation given in a
-camera's own frame converts with :func:`camera_vector_to_mujoco` and
+cameras look along their -z) keeping its y up (``RobotLoader.AddCamera``: a ``LookAt``
+along the camera's -z), so its camera frame is MuJoCo's turned 180 degrees about y; its
+``CameraCalibrator`` exported calibrated rotations to MuJoCo by the same turn. A vector or
+rotation given in a camera's own frame converts with :func:`camera_vector_to_mujoco` and
 :func:`camera_rotation_to_mujoco`.
 
 Which properties are in which frame is declared once, with the property (``prop(...,
@@ -53,8 +55,9 @@ FRAMES = (UNITY, MUJOCO)
 #: ``unity = UNITY_FROM_MUJOCO @ mujoco`` for world points and directions (an improper
 #: rotation: the original's frame is left-handed).
 UNITY_FROM_MUJOCO = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-#: The same for vectors in a camera's own frame: Unity cameras look along +z, MuJoCo's along -z.
-CAMERA_UNITY_FROM_MUJOCO = np.diag([1.0, 1.0, -1.0])
+#: The same for vectors in a camera's own frame: the original's cameras are MuJoCo's turned
+#: 180 degrees about their y axis (they look along +z, MuJoCo's along -z; y stays up).
+CAMERA_UNITY_FROM_MUJOCO = np.diag([-1.0, 1.0, -1.0])
 
 
 def world_vector_to_mujoco(v) -> tuple[float, float, float]:
@@ -64,9 +67,10 @@ def world_vector_to_mujoco(v) -> tuple[float, float, float]:
 
 
 def camera_vector_to_mujoco(v) -> tuple[float, float, float]:
-    """A vector in a camera's own frame (x right, y up, z forward) to MuJoCo's (z backward)."""
+    """A vector in the original's camera frame (z forward, y up) to MuJoCo's (z backward, y
+    up): ``(-x, y, -z)``."""
     x, y, z = (float(c) for c in v)
-    return (x + 0.0, y + 0.0, -z + 0.0)
+    return (-x + 0.0, y + 0.0, -z + 0.0)
 
 
 def _conjugate_quat(q, basis: np.ndarray) -> tuple[float, float, float, float]:
@@ -84,7 +88,7 @@ def world_rotation_to_mujoco(q) -> tuple[float, float, float, float]:
 
 def camera_rotation_to_mujoco(q) -> tuple[float, float, float, float]:
     """A rotation (w, x, y, z) in a camera's own frame from the original's to MuJoCo's:
-    ``(w, -x, -y, z)``."""
+    ``(w, -x, y, -z)``."""
     return _conjugate_quat(q, CAMERA_UNITY_FROM_MUJOCO)
 
 
@@ -98,7 +102,7 @@ _CONVERTERS = {
 #: What each frame tag means, for reports and docs.
 FRAME_TAGS = {
     "world": "a world point or direction: unity (x, y, z) -> mujoco (-x, -z, y)",
-    "camera": "in the camera's own frame: Unity cameras look along +z, MuJoCo's along -z",
+    "camera": "in the camera's own frame: the original's cameras look along +z, MuJoCo's along -z",
 }
 
 

@@ -145,8 +145,8 @@ def test_camera_frame_properties_turn_the_camera_axis_around():
             "vector3Properties": {"local_position_delta": {"x": 0.01, "y": 0.02, "z": 0.03}},
             "quaternionProperties": {"local_rotation_delta": {"x": 0.1, "y": 0.2, "z": 0.3, "w": 0.9}}}}]})
     calib = config["calib"]
-    assert calib["local_position_delta"] == (0.01, 0.02, -0.03)
-    assert calib["local_rotation_delta"] == (0.9, -0.1, -0.2, 0.3)
+    assert calib["local_position_delta"] == (-0.01, 0.02, -0.03)
+    assert calib["local_rotation_delta"] == (0.9, -0.1, 0.2, -0.3)
 
 
 @pytest.mark.parametrize("convert,basis", [(frames.world_rotation_to_mujoco, frames.UNITY_FROM_MUJOCO),

@@ -34,6 +34,8 @@ import time
 import traceback
 from typing import Any
 
+import numpy as np
+
 from orrb.pool import wire
 from orrb.pool.wire import ErrorKind, Kind, ProtocolError, Refused
 
@@ -141,21 +143,13 @@ class _Scene:
     def stamp(self) -> int:
         return len(self.history)
 
-    def entry_bytes(self) -> int:
-        """Bytes of one entry's outputs (every enabled modality and stream)."""
-        cfg = self.config
-        pixels = cfg.image_width * cfg.image_height * len(cfg.camera_names)
-        per_pixel = (4 if cfg.render_alpha else 3) + 4 * cfg.render_depth + 12 * cfg.render_normals + cfg.render_segmentation
-        streams = sum(int(k) * 8 for _, k in self.engine.streams().values())
-        return pixels * per_pixel + streams
+    def entry_bytes(self) -> tuple[int, int]:
+        """``(all outputs, the largest output)``: bytes of one entry, from the response layout."""
+        from orrb.renderer import ResponseLayout
 
-    def largest_entry_array(self) -> int:
-        """Bytes of one entry in the largest output array."""
-        cfg = self.config
-        pixels = cfg.image_width * cfg.image_height
-        per_pixel = max(4 if cfg.render_alpha else 3, 4 * cfg.render_depth, 12 * cfg.render_normals)
-        streams = [int(k) * 8 for _, k in self.engine.streams().values()]
-        return max([pixels * per_pixel] + streams)
+        sizes = [int(np.prod(o.shape)) * o.dtype.itemsize
+                 for o in ResponseLayout.from_config(self.config, self.engine.streams())]
+        return sum(sizes), max(sizes, default=0)
 
 
 class RenderServer:
@@ -390,8 +384,6 @@ class RenderServer:
                                      "streams": wire.streams_to_wire(scene.engine.streams())})
 
     def _render(self, header: dict[str, Any], arrays: dict) -> list:
-        import numpy as np
-
         stamp = header.get("stamp")
         if stamp is not None and type(stamp) is not int:
             raise ProtocolError(f"render's 'stamp' must be an int, got {str(stamp)[:40]}")
@@ -407,11 +399,12 @@ class RenderServer:
         n = qpos.shape[0]
         if n > self.max_entries:
             raise Refused(ErrorKind.TOO_LARGE, f"{n} states in one request; at most {self.max_entries} (--max-entries)")
-        largest = n * scene.largest_entry_array()
+        entry, entry_largest = scene.entry_bytes()
+        largest = n * entry_largest
         if largest > wire.MAX_ARRAY_BYTES:
             raise Refused(ErrorKind.TOO_LARGE, f"{n} states make a reply array of {largest >> 20} MiB; at most "
                                                f"{wire.MAX_ARRAY_BYTES >> 20} MiB travel in one message: send fewer")
-        needed = int(n * scene.entry_bytes() * _MEMORY_HEADROOM)
+        needed = int(n * entry * _MEMORY_HEADROOM)
         available = _available_memory()
         if available is not None and needed > available:
             raise Refused(ErrorKind.TOO_LARGE, f"{n} states need about {needed >> 20} MiB; the server's machine has "

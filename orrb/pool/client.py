@@ -566,7 +566,7 @@ class RemoteRenderer(RendererBase):
             return
         if any(s.state in (ServerState.FAILED, ServerState.STOPPED) for s in self._servers) or all(
                 s.state is ServerState.READY for s in self._servers):
-            self._supervisor.started = True
+            self._supervisor.start_complete()
             self._started_event.set()
 
     def _io_loop(self) -> None:

@@ -248,7 +248,7 @@ class Supervisor:
         self.start_timeout, self.connect_timeout = start_timeout, connect_timeout
         self.max_restarts, self.token_file = max_restarts, token_file
         self.restarts = 0
-        self.started = False  # every server was ready once (or given up): start() has returned
+        self.started = False  # start() has returned: a failure from now on restarts the server
         self.stopping = False
         self._next_id = 0
         self.context = zmq.Context()
@@ -257,6 +257,10 @@ class Supervisor:
         self._by_monitor: dict[zmq.Socket, Server] = {}
         self._events: list = []
         self._extra_registered: set = set()
+
+    def start_complete(self) -> None:
+        """``start()`` has returned: from now on a failing server is restarted (before, it fails start)."""
+        self.started = True
 
     # -- commands for spawned servers ------------------------------------------------------------------
     def server_command(self, server: Server) -> list[str]:

@@ -9,7 +9,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import orrb
 from orrb.envs.dactyl import OrrbDactylEnv, dactyl_render_config
-from orrb.wrappers import OrrbVectorObservation
+from orrb.wrappers import OrrbDeferredObservation, OrrbObservation, OrrbVectorObservation
 
 from conftest import CountingRenderer
 
@@ -124,3 +124,38 @@ def test_sub_envs_that_render_themselves_are_refused():
             OrrbVectorObservation(envs)
     finally:
         envs.close()
+
+
+def test_make_vec_renders_deferred_mujoco_envs_on_a_pool_with_an_inline_renderer_config():
+    chain = orrb.RendererConfig.load(orrb.utils.package_relative_path("assets/gym.renderer_config.json"))
+    wrapper_kwargs = dict(camera_names=["track"], width=36, height=36, renderer_config=chain)
+    envs = orrb.make_vec("Ant-v5", num_envs=2, renderer="remote", num_servers=1, vectorization_mode="sync",
+                         wrapper_kwargs=wrapper_kwargs)
+    single = OrrbObservation(gym.make("Ant-v5"), **wrapper_kwargs)
+    try:
+        assert isinstance(envs.renderer, orrb.RemoteRenderer)
+        obs, _ = envs.reset(seed=4)
+        alone, _ = single.reset(seed=4)
+    finally:
+        envs.close()
+        single.close()
+    assert envs.renderer is None, "the pool make_vec started is shut down by close()"
+    np.testing.assert_array_equal(obs["track"][0], alone["track"])
+    np.testing.assert_array_equal(obs["state"][0], alone["state"])
+    assert obs["track"][0].std() > 5
+
+
+def test_deferred_observation_keeps_the_env_observation_and_reports_the_state_to_render():
+    env = OrrbDeferredObservation(gym.make("Ant-v5"), camera_names=["track"], width=36, height=36)
+    plain = gym.make("Ant-v5")
+    try:
+        assert env.observation_space == plain.observation_space
+        obs, info = env.reset(seed=0)
+        ref, _ = plain.reset(seed=0)
+    finally:
+        env.close()
+        plain.close()
+    np.testing.assert_array_equal(obs, ref)
+    np.testing.assert_array_equal(info["orrb_qpos"], env.unwrapped.data.qpos)
+    assert isinstance(info["orrb_seed"], int)
+    assert env.orrb_render_spec.deferred and env.orrb_render_spec.columns == len(info["orrb_qpos"])

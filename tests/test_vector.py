@@ -9,6 +9,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import orrb
 from orrb.envs.dactyl import OrrbDactylEnv, dactyl_render_config
+from orrb.renderer import Renderer
 from orrb.wrappers import OrrbDeferredObservation, OrrbObservation, OrrbVectorObservation
 
 from conftest import CountingRenderer
@@ -46,6 +47,7 @@ def make_envs(mode: AutoresetMode, max_steps: int, n: int = 2):
 
 
 def test_one_render_batch_per_step_with_the_images_of_single_envs(counting_renderer):
+    assert isinstance(counting_renderer, Renderer), "a stand-in satisfying the Renderer protocol is accepted"
     envs = OrrbVectorObservation(make_envs(AutoresetMode.NEXT_STEP, max_steps=2), renderer=counting_renderer)
     actions = np.random.default_rng(0).uniform(-1, 1, (4, 2, 20)).astype(np.float32)
     try:

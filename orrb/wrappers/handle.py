@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from orrb.config import RemoteRendererConfig
+from orrb.renderer import ResponseLayout
 from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, RenderSpec, render_request
 
 __all__ = ["RendererHandle", "observe"]
@@ -25,7 +26,8 @@ class RendererHandle:
 
     Args:
         renderer: an :class:`orrb.LocalRenderer`, :class:`orrb.RemoteRenderer` or any
-            object with their API (``render_batch``, ``config``, ``shutdown``).
+            object satisfying :class:`orrb.renderer.Renderer` (the handle uses its
+            ``render_batch``, ``config`` and, when owned, ``shutdown``).
         owned: True: ``close()`` shuts the renderer down; False: it is left running.
 
     Example::
@@ -99,7 +101,8 @@ class RendererHandle:
             raise ValueError("render() on a closed RendererHandle")
         response = self._renderer.render_batch(render_request(qpos, seeds))
         if self._stream_keys is None:
-            images = set(RenderSpec(self._renderer.config.to_dict(), None, 0, "drop").image_keys())
+            # the response holds the request's keys, the renderer's images and its chain's streams
+            images = ResponseLayout.from_config(self._renderer.config).keys()
             self._stream_keys = [k for k in response if k not in _REQUEST_KEYS and k not in images]
         return response
 

@@ -14,6 +14,7 @@ their render seed in ``info["orrb_seed"]`` (int) on every ``reset`` and ``step``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Iterable
 
@@ -21,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
+from orrb.renderer import ResponseLayout
 
 __all__ = ["QPOS_KEY", "RANDOMIZE_MODES", "SEED_KEY", "RenderSpec", "SeedSchedule", "render_request",
            "renderer_config_fields", "shared_render_spec"]
@@ -73,43 +75,24 @@ class RenderSpec:
     def camera_names(self) -> list[str]:
         return list(self.config["camera_names"])
 
+    @functools.cached_property
+    def layout(self) -> ResponseLayout:
+        """The image outputs the env observes (cameras x enabled modalities, in response order)."""
+        return ResponseLayout.from_config(self.remote_config)
+
     def image_keys(self) -> list[str]:
         """Response keys that become observation entries, in order."""
-        keys = []
-        for cam in self.config["camera_names"]:
-            keys.append(cam)
-            if self.config["render_depth"]:
-                keys.append(f"{cam}_depth")
-            if self.config["render_normals"]:
-                keys.append(f"{cam}_normals")
-            if self.config["render_segmentation"]:
-                keys.append(f"{cam}_segmentation")
-        return keys
-
-    def image_spaces(self) -> dict[str, gym.spaces.Box]:
-        """The observation entries of one env: ``{key: Box}``.
-
-        Colour ``uint8 (H, W, 3)`` in [0, 255] (4 channels with ``render_alpha``), depth
-        ``float32 (H, W)`` metres in [0, inf), normals ``float32 (H, W, 3)`` in [0, 1],
-        segmentation ``uint8 (H, W)`` class ids.
-        """
-        h, w = self.config["image_height"], self.config["image_width"]
-        channels = 4 if self.config["render_alpha"] else 3
-        spaces: dict[str, gym.spaces.Box] = {}
-        for key in self.image_keys():
-            if key.endswith("_depth"):
-                spaces[key] = gym.spaces.Box(0.0, np.inf, (h, w), np.float32)
-            elif key.endswith("_normals"):
-                spaces[key] = gym.spaces.Box(0.0, 1.0, (h, w, 3), np.float32)
-            elif key.endswith("_segmentation"):
-                spaces[key] = gym.spaces.Box(0, 255, (h, w), np.uint8)
-            else:
-                spaces[key] = gym.spaces.Box(0, 255, (h, w, channels), np.uint8)
-        return spaces
+        return [o.key for o in self.layout.images]
 
     def observation_space(self, state_space: gym.Space) -> gym.spaces.Dict:
-        """The full observation space of one env, given the env's own observation space."""
-        spaces: dict[str, gym.Space] = dict(self.image_spaces())
+        """The full observation space of one env, given the env's own observation space.
+
+        Per image output the layout's ``Box``: colour ``uint8 (H, W, 3)`` in [0, 255] (4
+        channels with ``render_alpha``), depth ``float32 (H, W)`` metres in [0, inf),
+        normals ``float32 (H, W, 3)`` in [0, 1], segmentation ``uint8 (H, W)`` class ids;
+        then the env's own observation as ``state_mode`` says.
+        """
+        spaces: dict[str, gym.Space] = dict(self.layout.spaces())
         if self.state_mode == "key":
             spaces["state"] = state_space
         elif self.state_mode == "merge":

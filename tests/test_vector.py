@@ -90,7 +90,7 @@ def test_same_step_autoreset_renders_terminal_observations_in_the_same_batch(cou
 def test_make_vec_async_matches_sync_and_closes_its_renderer():
     kwargs = dict(KW, renderer_config=None)
     sync = orrb.make_vec("OrrbDactyl-v0", num_envs=2, vectorization_mode="sync", **kwargs)
-    asyn = orrb.make_vec("OrrbDactyl-v0", num_envs=2, vectorization_mode="async", **kwargs)
+    asyn = orrb.make_vec("orrb:OrrbDactyl-v0", num_envs=2, vectorization_mode="async", **kwargs)  # as gymnasium.make
     try:
         a, _ = sync.reset(seed=0)
         b, _ = asyn.reset(seed=0)

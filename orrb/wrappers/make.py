@@ -12,6 +12,7 @@ Importing this module does not import stable-baselines3; ``make_sb3_vec`` does, 
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -36,7 +37,10 @@ def env_factory(env_id: str, env_kwargs: dict | None, wrapper_kwargs: dict | Non
     """
     env_kwargs = dict(env_kwargs or {})
     wrapper_kwargs = dict(wrapper_kwargs or {})
-    spec = gym.spec(env_id)
+    module, _, name = env_id.rpartition(":")
+    if module:  # "package:EnvId", as gymnasium.make takes it: the package registers the env on import
+        importlib.import_module(module)
+    spec = gym.spec(name)
     entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
     if str(entry).startswith("orrb."):
         if wrapper_kwargs:

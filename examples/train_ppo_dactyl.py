@@ -43,9 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)  # --help works without stable-baselines3: it is imported below
     try:
+        import tensorboard  # noqa: F401  (SB3 writes its logs with it)
         from stable_baselines3 import PPO
     except ImportError as e:
-        raise SystemExit(f"this example needs stable-baselines3 ({e}): pip install \"orrb[rl]\"") from e
+        raise SystemExit(f"this example needs stable-baselines3 and tensorboard ({e}): "
+                         "pip install \"orrb[rl]\" tensorboard") from e
 
     cameras = [c for c in args.cameras.split(",") if c]
     venv = orrb.make_sb3_vec("OrrbDactyl-v0", n_envs=args.envs, seed=args.seed, renderer=args.renderer,

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import orrb
 from orrb.envs.dactyl import OrrbDactylEnv, dactyl_render_config
 from orrb.renderer import Renderer
-from orrb.wrappers import OrrbDeferredObservation, OrrbObservation, OrrbVectorObservation
+from orrb.wrappers import OrrbDeferredObservation, OrrbObservation, OrrbVectorObservation, RendererHandle
 
 from conftest import CountingRenderer
 
@@ -161,3 +161,22 @@ def test_deferred_observation_keeps_the_env_observation_and_reports_the_state_to
     np.testing.assert_array_equal(info["orrb_qpos"], env.unwrapped.data.qpos)
     assert isinstance(info["orrb_seed"], int)
     assert env.orrb_render_spec.deferred and env.orrb_render_spec.columns == len(info["orrb_qpos"])
+
+
+def test_renderer_handle_shuts_down_only_the_renderer_it_owns(counting_renderer):
+    env = OrrbDactylEnv(defer_rendering=True, **KW)
+    spec = env.orrb_render_spec
+    env.close()
+    owned = RendererHandle.for_spec(spec)
+    shared = RendererHandle.for_spec(spec, counting_renderer)
+    qpos = np.zeros((1, spec.columns))
+    mine, theirs = owned.render(qpos, [5])[CAM], shared.render(qpos, [5])[CAM]
+    local = owned.renderer
+    for handle in (owned, shared):
+        handle.close()
+        handle.close()  # idempotent
+    np.testing.assert_array_equal(mine, theirs)
+    assert local.closed and owned.renderer is None
+    assert counting_renderer.render_batch({"qpos": qpos, "seed": 0})[CAM].shape == (1, 36, 36, 3), "shared one runs on"
+    with pytest.raises(orrb.RendererError, match="after close"):
+        owned.render(qpos, [5])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from orrb.config import RemoteRendererConfig
+from orrb.errors import RendererError
 from orrb.renderer import ResponseLayout
 from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, RenderSpec, render_request
 
@@ -95,10 +96,10 @@ class RendererHandle:
             the renderer's response (see :meth:`orrb.LocalRenderer.render_batch`).
 
         Raises:
-            ValueError: the handle is closed.
+            RendererError: the handle is closed, or rendering failed.
         """
         if self._renderer is None:
-            raise ValueError("render() on a closed RendererHandle")
+            raise RendererError("RendererHandle.render() after close()")
         response = self._renderer.render_batch(render_request(qpos, seeds))
         if self._stream_keys is None:
             # the response holds the request's keys, the renderer's images and its chain's streams

@@ -20,7 +20,7 @@ from orrb.config import RemoteRendererConfig, RenderSettings
 from orrb.scene import Mapping
 from orrb.utils import package_relative_path
 from orrb.wrappers.handle import RendererHandle, observe
-from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, RenderSpec, SeedSchedule, renderer_config_fields
+from orrb.wrappers.render_spec import RenderSpec, SeedSchedule, renderer_config_fields, with_render_state
 
 __all__ = ["DACTYL_CAMERAS", "OrrbDactylEnv", "dactyl_render_config"]
 
@@ -102,7 +102,8 @@ class OrrbDactylEnv(gym.Env):
         renderer_config: ``"default"``, ``None`` (no randomization), a path or an
             :class:`orrb.RendererConfig`.
         randomize: ``"episode"`` or ``"step"``.
-        renderer: a shared renderer (e.g. :class:`orrb.RemoteRenderer`) built with
+        renderer: a shared renderer (e.g. :class:`orrb.RemoteRenderer`, or any object
+            satisfying :class:`orrb.renderer.Renderer`) built with
             :func:`dactyl_render_config`; the env never shuts it down. ``None``: an
             in-process :class:`orrb.LocalRenderer` the env owns.
         render_settings: :class:`orrb.RenderSettings` (MSAA, shadows) for an owned renderer.
@@ -279,9 +280,7 @@ class OrrbDactylEnv(gym.Env):
         spec = self.orrb_render_spec
         if spec.deferred:
             self._last_images = None
-            info[QPOS_KEY] = qpos
-            info[SEED_KEY] = render_seed
-            return state, info
+            return state, with_render_state(info, qpos, render_seed)
         obs, info = observe(self._handle, spec, state, info, qpos, render_seed)
         self._last_images = {c: obs[c] for c in spec.camera_names}
         return obs, info

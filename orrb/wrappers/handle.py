@@ -15,7 +15,7 @@ import numpy as np
 from orrb.config import RemoteRendererConfig
 from orrb.errors import RendererError
 from orrb.renderer import ResponseLayout
-from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, RenderSpec, render_request
+from orrb.wrappers.render_spec import RenderSpec, render_request, with_render_state
 
 __all__ = ["RendererHandle", "observe"]
 
@@ -178,9 +178,7 @@ def observe(handle: RendererHandle, spec: RenderSpec, state: Any, info: dict[str
         it; a new info with ``orrb_qpos``, ``orrb_seed`` and the components' streams
         (``float32 [k]`` each).
     """
-    info = dict(info)
-    info[QPOS_KEY] = qpos
-    info[SEED_KEY] = seed
+    info = with_render_state(info, qpos, seed)
     response = handle.render(qpos[None], np.array([seed]))
     for key in handle.stream_keys():
         info[key] = response[key][0]

@@ -20,7 +20,7 @@ import numpy as np
 from orrb.config import RemoteRendererConfig, RenderSettings
 from orrb.utils import package_relative_path
 from orrb.wrappers.handle import RendererHandle, observe
-from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, RenderSpec, SeedSchedule, renderer_config_fields
+from orrb.wrappers.render_spec import RenderSpec, SeedSchedule, renderer_config_fields, with_render_state
 
 __all__ = ["FREE_CAMERA", "OrrbDeferredObservation", "OrrbObservation", "free_camera_pose"]
 
@@ -339,7 +339,4 @@ class OrrbDeferredObservation(_RenderStateWrapper, gym.utils.RecordConstructorAr
             where="OrrbDeferredObservation")
 
     def _observe(self, obs, info, render_seed: int):
-        info = dict(info)
-        info[QPOS_KEY] = self._qpos()
-        info[SEED_KEY] = render_seed
-        return obs, info
+        return obs, with_render_state(info, self._qpos(), render_seed)

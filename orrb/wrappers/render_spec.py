@@ -25,7 +25,7 @@ from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.renderer import ResponseLayout
 
 __all__ = ["QPOS_KEY", "RANDOMIZE_MODES", "SEED_KEY", "RenderSpec", "SeedSchedule", "render_request",
-           "renderer_config_fields", "shared_render_spec"]
+           "renderer_config_fields", "shared_render_spec", "with_render_state"]
 
 QPOS_KEY = "orrb_qpos"
 SEED_KEY = "orrb_seed"
@@ -210,6 +210,14 @@ def renderer_config_fields(renderer_config: Any, default_path: str | None) -> tu
     raise TypeError(
         f"renderer_config must be 'default', None, a path or an orrb.RendererConfig, got {type(renderer_config).__name__}"
     )
+
+
+def with_render_state(info: dict[str, Any], qpos: np.ndarray, seed: int) -> dict[str, Any]:
+    """A copy of ``info`` with the state to render (``orrb_qpos``, float64 ``[K]``) and its seed (``orrb_seed``)."""
+    info = dict(info)
+    info[QPOS_KEY] = qpos
+    info[SEED_KEY] = seed
+    return info
 
 
 def render_request(qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:

@@ -45,7 +45,7 @@ class OrrbVecEnvObservation(VecEnvWrapper):
     def __init__(self, venv: VecEnv, renderer: Any = None):
         self._handle: RendererHandle | None = None
         spec = shared_render_spec(venv.get_attr("orrb_render_spec"), type(self).__name__)
-        self.spec_render = spec
+        self.orrb_render_spec = spec
         super().__init__(venv, observation_space=spec.observation_space(venv.observation_space))
         # rows 0..N-1: the state each env shows now; rows N..2N-1: terminal states of envs that were reset
         self._qpos = np.zeros((2 * self.num_envs, spec.columns), dtype=np.float64)
@@ -70,7 +70,7 @@ class OrrbVecEnvObservation(VecEnvWrapper):
         for i, info in enumerate(self.venv.reset_infos):
             self._put(i, info, f"reset_infos[{i}]")
         response = self._handle.render(self._qpos[:n], self._seeds[:n])
-        return self.spec_render.assemble(response, slice(0, n), obs)
+        return self.orrb_render_spec.assemble(response, slice(0, n), obs)
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
@@ -84,7 +84,7 @@ class OrrbVecEnvObservation(VecEnvWrapper):
         for j, i in enumerate(terminal):
             self._put(n + j, infos[i], f"infos[{i}] (terminal)")
         response = self._handle.render(self._qpos[:n + len(terminal)], self._seeds[:n + len(terminal)])
-        spec = self.spec_render
+        spec = self.orrb_render_spec
         out = spec.assemble(response, slice(0, n), obs)
         streams = self._handle.stream_keys()
         infos = list(infos)

@@ -40,8 +40,8 @@ class OrrbVectorObservation(VectorWrapper):
     def __init__(self, env: VectorEnv, renderer: Any = None):
         super().__init__(env)
         self._handle: RendererHandle | None = None
-        self.spec_render = shared_render_spec(env.get_attr("orrb_render_spec"), type(self).__name__)
-        spec = self.spec_render
+        self.orrb_render_spec = shared_render_spec(env.get_attr("orrb_render_spec"), type(self).__name__)
+        spec = self.orrb_render_spec
         self.single_observation_space = spec.observation_space(env.single_observation_space)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -67,7 +67,7 @@ class OrrbVectorObservation(VectorWrapper):
         self._seeds[:n][mask] = np.asarray(infos[SEED_KEY], dtype=np.int64)[mask]
 
     def _finish(self, obs, infos, response) -> tuple[dict, dict]:
-        spec = self.spec_render
+        spec = self.orrb_render_spec
         n = self.num_envs
         out = spec.assemble(response, slice(0, n), obs)
         for key in self._handle.stream_keys():
@@ -95,7 +95,7 @@ class OrrbVectorObservation(VectorWrapper):
         response = self._handle.render(self._qpos[:rows], self._seeds[:rows])
         out, infos = self._finish(obs, infos, response)
         if len(final_rows):
-            spec = self.spec_render
+            spec = self.orrb_render_spec
             final_obs = np.array(infos["final_obs"], dtype=object, copy=True)
             for j, i in enumerate(final_rows):
                 final_obs[i] = spec.assemble(response, n + j, final_obs[i])

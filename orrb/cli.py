@@ -8,6 +8,8 @@ Subcommands:
 - ``orrb dataset --count N --out DIR``: a labelled, resumable dataset for vision training.
 - ``orrb serve ...``: a render server (``orrb.server.main``).
 - ``orrb bench``: runs the scripts of ``benchmarks/`` and prints one table of ratios.
+- ``orrb config convert IN OUT``: a renderer config in the original's frame rewritten in
+  MuJoCo's, printing what changed property by property.
 
 Heavy modules (MuJoCo, the engine, the pool) load inside the subcommands, so
 ``orrb --help`` stays fast.
@@ -459,7 +461,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds allowed per benchmark (default: %(default)s)")
     bench.add_argument("--verbose", action="store_true", help="also print each benchmark's own output")
     bench.set_defaults(func=_cmd_bench)
+
+    config = sub.add_parser("config", help="work with renderer config files (e.g. 'orrb config convert IN OUT')")
+    config_sub = config.add_subparsers(dest="config_command", metavar="action", required=True)
+    convert = config_sub.add_parser(
+        "convert", help="rewrite a renderer config of the original renderer in MuJoCo's frame",
+        description="Reads a renderer config file (one without a top-level \"frame\" is the original "
+                    "renderer's, in its Unity frame), writes it with \"frame\": \"mujoco\" and its world "
+                    "and camera-frame vectors converted, and prints each converted property.")
+    convert.add_argument("input", metavar="IN", help="renderer config JSON to read")
+    convert.add_argument("output", metavar="OUT", help="renderer config JSON to write")
+    convert.set_defaults(func=_cmd_config_convert)
     return parser
+
+
+def _cmd_config_convert(args) -> int:
+    from orrb import frames
+
+    source_frame = frames.file_frame(args.input) if os.path.isfile(args.input) else frames.UNITY
+    changes = frames.convert_file(args.input, args.output)
+    print(frames.conversion_report(args.input, args.output, changes, source_frame))
+    return 0
 
 
 def _version() -> str:

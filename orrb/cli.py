@@ -6,7 +6,7 @@ Subcommands:
   depth, normals and segmentation as pictures).
 - ``orrb render STATES --out DIR``: states from CSV/NPY rendered to PNG files and/or one NPZ.
 - ``orrb dataset --count N --out DIR``: a labelled, resumable dataset for vision training.
-- ``orrb serve ...``: a render server (``orrb.server.main``).
+- ``orrb serve ...``: a render server (``orrb.pool.server.main``).
 - ``orrb bench``: runs the scripts of ``benchmarks/`` and prints one table of ratios.
 - ``orrb config convert IN OUT``: a renderer config in the original's frame rewritten in
   MuJoCo's, printing what changed property by property.
@@ -284,14 +284,8 @@ def _cmd_dataset(args) -> int:
 
 # -- serve ---------------------------------------------------------------------------------------
 def _cmd_serve(argv: list[str]) -> int:
-    try:
-        from orrb import server
-    except ImportError as e:
-        print(f"orrb serve: unavailable: the render server (orrb.server) is not installed ({e})", file=sys.stderr)
-        return 2
-    if not hasattr(server, "main"):
-        print("orrb serve: unavailable: orrb.server has no main(argv)", file=sys.stderr)
-        return 2
+    from orrb.pool import server
+
     result = server.main(argv)
     return int(result or 0)
 
@@ -445,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scene_options(dataset, "dactyl.renderer_config.json", 200)
     dataset.set_defaults(func=_cmd_dataset)
 
-    sub.add_parser("serve", help="run a render server (arguments go to orrb.server.main; 'orrb serve --help')",
+    sub.add_parser("serve", help="run a render server (arguments go to orrb.pool.server.main; 'orrb serve --help')",
                    add_help=False)
 
     bench = sub.add_parser(

@@ -149,7 +149,7 @@ def test_bad_input_exits_2_with_a_message_naming_the_problem(args, message, tmp_
 
 def test_serve_forwards_to_the_server_main(capsys):
     try:
-        from orrb import server
+        from orrb.pool import server
     except ImportError:
         server = None
     if server is None or not hasattr(server, "main"):

@@ -78,10 +78,7 @@ def renderer_handle(spec: RenderSpec, renderer: Any, num_servers: int = 2, name:
     if renderer is None or (isinstance(renderer, str) and renderer == "local"):
         return RendererHandle.for_spec(spec, None)
     if isinstance(renderer, str) and renderer in ("remote", "pool"):
-        try:
-            from orrb.pool.client import RemoteRenderer
-        except ImportError:  # before the pool moved into orrb/pool/; drop this fallback once it has
-            from orrb.client import RemoteRenderer
+        from orrb.pool.client import RemoteRenderer
         from orrb.utils import build_server_configs, free_base_port
 
         if not isinstance(num_servers, int) or num_servers < 1:

@@ -8,18 +8,27 @@ shared renderer against what the env renders once, when the handle is made.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 
 from orrb.config import RemoteRendererConfig
 from orrb.errors import RendererError
-from orrb.renderer import ResponseLayout
+from orrb.renderer import Renderer
 from orrb.wrappers.render_spec import RenderSpec, render_request, with_render_state
 
 __all__ = ["RendererHandle", "observe"]
 
-_REQUEST_KEYS = frozenset(("qpos", "seed", "seeds"))
+# what a renderer must have: the Renderer protocol's methods, properties and attributes
+_RENDERER_MEMBERS = tuple(sorted({*(n for n in dir(Renderer) if not n.startswith("_")), *Renderer.__annotations__}))
+_ABSENT = object()
+
+
+def missing_renderer_members(renderer: Any) -> list[str]:
+    """The members of :class:`orrb.renderer.Renderer` that ``renderer`` lacks (looked up
+    without calling properties, so a renderer is not started by the check)."""
+    return [name for name in _RENDERER_MEMBERS if inspect.getattr_static(renderer, name, _ABSENT) is _ABSENT]
 
 
 class RendererHandle:
@@ -27,8 +36,7 @@ class RendererHandle:
 
     Args:
         renderer: an :class:`orrb.LocalRenderer`, :class:`orrb.RemoteRenderer` or any
-            object satisfying :class:`orrb.renderer.Renderer` (the handle uses its
-            ``render_batch``, ``config`` and, when owned, ``shutdown``).
+            object satisfying :class:`orrb.renderer.Renderer`.
         owned: True: ``close()`` shuts the renderer down; False: it is left running.
 
     Example::
@@ -38,14 +46,14 @@ class RendererHandle:
         handle.close()                                              # shuts it down; idempotent
     """
 
-    def __init__(self, renderer: Any, *, owned: bool):
-        if not callable(getattr(renderer, "render_batch", None)):
+    def __init__(self, renderer: Renderer, *, owned: bool):
+        missing = missing_renderer_members(renderer)
+        if missing:
             raise TypeError(
-                "renderer must be an orrb.LocalRenderer, an orrb.RemoteRenderer or an object with their API "
-                f"(render_batch, config, shutdown), got {type(renderer).__name__}")
+                "renderer must satisfy orrb.renderer.Renderer (orrb.LocalRenderer, orrb.RemoteRenderer or an object "
+                f"with their API); {type(renderer).__name__} lacks {missing}")
         self._renderer = renderer
         self._owned = bool(owned)
-        self._stream_keys: list[str] | None = None
 
     @classmethod
     def for_spec(cls, spec: RenderSpec, renderer: Any = None) -> RendererHandle:
@@ -58,7 +66,7 @@ class RendererHandle:
                 renderer: shared (never shut down by the handle).
 
         Raises:
-            TypeError: ``renderer`` lacks the renderer API.
+            TypeError: ``renderer`` does not satisfy :class:`orrb.renderer.Renderer`.
             ValueError: the renderer renders another scene, other cameras, another size
                 or fewer modalities than ``spec`` needs (names the field).
         """
@@ -100,16 +108,13 @@ class RendererHandle:
         """
         if self._renderer is None:
             raise RendererError("RendererHandle.render() after close()")
-        response = self._renderer.render_batch(render_request(qpos, seeds))
-        if self._stream_keys is None:
-            # the response holds the request's keys, the renderer's images and its chain's streams
-            images = ResponseLayout.from_config(self._renderer.config).keys()
-            self._stream_keys = [k for k in response if k not in _REQUEST_KEYS and k not in images]
-        return response
+        return self._renderer.render_batch(render_request(qpos, seeds))
 
     def stream_keys(self) -> list[str]:
-        """Keys of the components' streams (``[B, k]`` arrays) in a response; empty before the first render."""
-        return list(self._stream_keys or [])
+        """Keys of the component streams (``[B, k]`` arrays) in the renderer's responses (its layout's streams)."""
+        if self._renderer is None:
+            return []
+        return [o.key for o in self._renderer.layout.streams]
 
     def close(self) -> None:
         """Shuts the renderer down if the handle owns it (a shared one is left running). Idempotent."""
@@ -136,7 +141,7 @@ def check_fits(spec: RenderSpec, renderer: Any) -> None:
     Raises:
         ValueError: names the field, the renderer's value and the env's.
     """
-    theirs = getattr(renderer, "config", None)
+    theirs = renderer.config
     if not isinstance(theirs, RemoteRendererConfig):
         raise TypeError(f"a shared renderer needs a `config` (orrb.RemoteRendererConfig), "
                         f"{type(renderer).__name__} has {type(theirs).__name__}")

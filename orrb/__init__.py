@@ -40,6 +40,7 @@ __all__ = [
     "RendererError",
     "__version__",
     "get_renderer_version",
+    "make_sb3_vec",
     "make_vec",
     "utils",
 ]
@@ -56,6 +57,10 @@ def __getattr__(name):
         from orrb.envs import make_vec
 
         return make_vec
+    if name == "make_sb3_vec":
+        from orrb.wrappers.make import make_sb3_vec  # stable-baselines3 loads when it is called
+
+        return make_sb3_vec
     raise AttributeError(f"module 'orrb' has no attribute {name!r}")
 
 

@@ -41,20 +41,53 @@ def make_dactyl_config():
 
 
 class CountingRenderer:
-    """A shared renderer that counts ``render_batch`` calls and the entries they carried."""
+    """A shared renderer that counts ``render_batch`` calls and the entries they carried.
+
+    It satisfies the ``orrb.renderer.Renderer`` protocol by forwarding to ``inner``, as a
+    user's own stand-in renderer would.
+    """
 
     def __init__(self, renderer):
         self.inner = renderer
         self.config = renderer.config
         self.calls: list[int] = []
 
-    @property
-    def columns(self):
-        return self.inner.columns
-
     def render_batch(self, batch):
         self.calls.append(len(batch["qpos"]))
         return self.inner.render_batch(batch)
+
+    def render_batch_async(self, batch, queue=None):
+        self.calls.append(len(batch["qpos"]))
+        return self.inner.render_batch_async(batch, queue)
+
+    def start(self):
+        self.inner.start()
+        return self
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    close = shutdown
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+    def update(self, renderer_config):
+        self.inner.update(renderer_config)
+
+    def mutable_renderer_config(self):
+        return self.inner.mutable_renderer_config()
+
+    columns = property(lambda self: self.inner.columns)
+    class_names = property(lambda self: self.inner.class_names)
+    model = property(lambda self: self.inner.model)
+    layout = property(lambda self: self.inner.layout)
+    stats = property(lambda self: self.inner.stats)
+    server_pids = property(lambda self: self.inner.server_pids)
+    log_files = property(lambda self: self.inner.log_files)
 
 
 # -- test tiers ------------------------------------------------------------------------------------

@@ -168,6 +168,7 @@ def test_shared_renderer_is_used_and_left_running():
     (dict(camera_names="vision_cam_left"), TypeError, "list of camera names"),
     (dict(goal_rotation="x"), ValueError, "goal_rotation"),
     (dict(renderer_config=3), TypeError, "renderer_config"),
+    (dict(renderer=object()), TypeError, r"orrb.renderer.Renderer.*lacks \['class_names', 'close', 'columns'"),
 ])
 def test_bad_arguments_name_the_problem(kwargs, error, match):
     with pytest.raises(error, match=match):

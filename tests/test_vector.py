@@ -9,7 +9,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import orrb
 from orrb.envs.dactyl import OrrbDactylEnv, dactyl_render_config
-from orrb.wrappers import OrrbVectorObservation
+from orrb.renderer import Renderer
+from orrb.wrappers import OrrbDeferredObservation, OrrbObservation, OrrbVectorObservation, RendererHandle
 
 from conftest import CountingRenderer
 
@@ -46,6 +47,7 @@ def make_envs(mode: AutoresetMode, max_steps: int, n: int = 2):
 
 
 def test_one_render_batch_per_step_with_the_images_of_single_envs(counting_renderer):
+    assert isinstance(counting_renderer, Renderer), "a stand-in satisfying the Renderer protocol is accepted"
     envs = OrrbVectorObservation(make_envs(AutoresetMode.NEXT_STEP, max_steps=2), renderer=counting_renderer)
     actions = np.random.default_rng(0).uniform(-1, 1, (4, 2, 20)).astype(np.float32)
     try:
@@ -88,7 +90,7 @@ def test_same_step_autoreset_renders_terminal_observations_in_the_same_batch(cou
 def test_make_vec_async_matches_sync_and_closes_its_renderer():
     kwargs = dict(KW, renderer_config=None)
     sync = orrb.make_vec("OrrbDactyl-v0", num_envs=2, vectorization_mode="sync", **kwargs)
-    asyn = orrb.make_vec("OrrbDactyl-v0", num_envs=2, vectorization_mode="async", **kwargs)
+    asyn = orrb.make_vec("orrb:OrrbDactyl-v0", num_envs=2, vectorization_mode="async", **kwargs)  # as gymnasium.make
     try:
         a, _ = sync.reset(seed=0)
         b, _ = asyn.reset(seed=0)
@@ -124,3 +126,57 @@ def test_sub_envs_that_render_themselves_are_refused():
             OrrbVectorObservation(envs)
     finally:
         envs.close()
+
+
+def test_make_vec_renders_deferred_mujoco_envs_on_a_pool_with_an_inline_renderer_config():
+    chain = orrb.RendererConfig.load(orrb.utils.package_relative_path("assets/gym.renderer_config.json"))
+    wrapper_kwargs = dict(camera_names=["track"], width=36, height=36, renderer_config=chain)
+    envs = orrb.make_vec("Ant-v5", num_envs=2, renderer="remote", num_servers=1, vectorization_mode="sync",
+                         wrapper_kwargs=wrapper_kwargs)
+    single = OrrbObservation(gym.make("Ant-v5"), **wrapper_kwargs)
+    try:
+        assert isinstance(envs.renderer, orrb.RemoteRenderer)
+        obs, _ = envs.reset(seed=4)
+        alone, _ = single.reset(seed=4)
+    finally:
+        envs.close()
+        single.close()
+    assert envs.renderer is None, "the pool make_vec started is shut down by close()"
+    np.testing.assert_array_equal(obs["track"][0], alone["track"])
+    np.testing.assert_array_equal(obs["state"][0], alone["state"])
+    assert obs["track"][0].std() > 5
+
+
+def test_deferred_observation_keeps_the_env_observation_and_reports_the_state_to_render():
+    env = OrrbDeferredObservation(gym.make("Ant-v5"), camera_names=["track"], width=36, height=36)
+    plain = gym.make("Ant-v5")
+    try:
+        assert env.observation_space == plain.observation_space
+        obs, info = env.reset(seed=0)
+        ref, _ = plain.reset(seed=0)
+    finally:
+        env.close()
+        plain.close()
+    np.testing.assert_array_equal(obs, ref)
+    np.testing.assert_array_equal(info["orrb_qpos"], env.unwrapped.data.qpos)
+    assert isinstance(info["orrb_seed"], int)
+    assert env.orrb_render_spec.deferred and env.orrb_render_spec.columns == len(info["orrb_qpos"])
+
+
+def test_renderer_handle_shuts_down_only_the_renderer_it_owns(counting_renderer):
+    env = OrrbDactylEnv(defer_rendering=True, **KW)
+    spec = env.orrb_render_spec
+    env.close()
+    owned = RendererHandle.for_spec(spec)
+    shared = RendererHandle.for_spec(spec, counting_renderer)
+    qpos = np.zeros((1, spec.columns))
+    mine, theirs = owned.render(qpos, [5])[CAM], shared.render(qpos, [5])[CAM]
+    local = owned.renderer
+    for handle in (owned, shared):
+        handle.close()
+        handle.close()  # idempotent
+    np.testing.assert_array_equal(mine, theirs)
+    assert local.closed and owned.renderer is None
+    assert counting_renderer.render_batch({"qpos": qpos, "seed": 0})[CAM].shape == (1, 36, 36, 3), "shared one runs on"
+    with pytest.raises(orrb.RendererError, match="after close"):
+        owned.render(qpos, [5])

@@ -30,11 +30,11 @@ def test_ant_with_default_camera_passes_gymnasium_and_sb3_checkers():
         env.close()
 
 
-def test_half_cheetah_with_free_camera_passes_checkers_and_pixels_only():
+def test_half_cheetah_with_free_camera_and_images_only_passes_checkers():
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = OrrbObservation(gym.make("HalfCheetah-v5"), free_camera=CHEETAH_CAMERA, pixels_only=True, **SIZE)
+    env = OrrbObservation(gym.make("HalfCheetah-v5"), free_camera=CHEETAH_CAMERA, images_only=True, **SIZE)
     try:
         assert set(env.observation_space.spaces) == {"free"}
         check_env(env, skip_render_check=True)

@@ -1,10 +1,11 @@
-"""orrb's Gymnasium envs and the batched-env helper.
+"""orrb's Gymnasium envs.
 
 - ``OrrbDactylEnv`` (``OrrbDactyl-v0``): Shadow Hand cube reorientation with randomized images.
-- ``make_vec``: a vector env whose sub-envs are all rendered with one batch per step.
+- ``dactyl_render_config``: the renderer config of an ``OrrbDactyl-v0`` env, for a shared renderer.
+- ``make_vec``, ``make_sb3_vec`` (from :mod:`orrb.wrappers.make`): batched vector envs in one call.
 """
 
 from orrb.envs.dactyl import DACTYL_CAMERAS, OrrbDactylEnv, dactyl_render_config
-from orrb.envs.make import make_vec
+from orrb.wrappers.make import make_sb3_vec, make_vec
 
-__all__ = ["DACTYL_CAMERAS", "OrrbDactylEnv", "dactyl_render_config", "make_vec"]
+__all__ = ["DACTYL_CAMERAS", "OrrbDactylEnv", "dactyl_render_config", "make_sb3_vec", "make_vec"]

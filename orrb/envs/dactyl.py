@@ -16,19 +16,11 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from orrb.config import RenderSettings
+from orrb.config import RemoteRendererConfig, RenderSettings
 from orrb.scene import Mapping
 from orrb.utils import package_relative_path
-from orrb.wrappers.render_spec import (
-    QPOS_KEY,
-    SEED_KEY,
-    RenderSpec,
-    SeedSchedule,
-    check_randomize,
-    render_request,
-    renderer_config_fields,
-    resolve_renderer,
-)
+from orrb.wrappers.handle import RendererHandle, observe
+from orrb.wrappers.render_spec import RenderSpec, SeedSchedule, renderer_config_fields, with_render_state
 
 __all__ = ["DACTYL_CAMERAS", "OrrbDactylEnv", "dactyl_render_config"]
 
@@ -49,15 +41,19 @@ def dactyl_render_config(
     """The :class:`orrb.RemoteRendererConfig` an ``OrrbDactyl-v0`` env with these arguments renders with.
 
     Use it to build a shared renderer (``orrb.RemoteRenderer(name, servers, config)``) for
-    ``OrrbDactyl-v0(renderer=...)`` or :func:`orrb.make_vec`. A ``RendererConfig`` object
-    cannot travel in this config: save it to a file and pass the path.
-    """
-    import orrb
+    ``OrrbDactyl-v0(renderer=...)`` or :func:`orrb.make_vec`. The config names its
+    component chain by path; a :class:`orrb.RendererConfig` object goes to the renderer
+    instead (``orrb.RemoteRenderer(name, servers, config, renderer_config)``).
 
+    Raises:
+        TypeError: ``renderer_config`` is a ``RendererConfig`` object.
+    """
     path, as_json = renderer_config_fields(renderer_config, package_relative_path("assets/dactyl.renderer_config.json"))
     if as_json is not None:
-        raise TypeError("dactyl_render_config takes a renderer config path (save the RendererConfig to a file first)")
-    return orrb.RemoteRendererConfig(
+        raise TypeError("dactyl_render_config takes a renderer config path; pass a RendererConfig object to the "
+                        "renderer: orrb.RemoteRenderer(name, servers, config, renderer_config) or "
+                        "orrb.LocalRenderer(config, renderer_config)")
+    return RemoteRendererConfig(
         camera_names=list(camera_names), image_width=width, image_height=height,
         model_xml_path="dactyl.xml", model_mapping_path="dactyl.mapping", renderer_config_path=path,
         asset_basedir=package_relative_path("assets"), render_depth=render_depth, render_normals=render_normals,
@@ -106,7 +102,8 @@ class OrrbDactylEnv(gym.Env):
         renderer_config: ``"default"``, ``None`` (no randomization), a path or an
             :class:`orrb.RendererConfig`.
         randomize: ``"episode"`` or ``"step"``.
-        renderer: a shared renderer (e.g. :class:`orrb.RemoteRenderer`) built with
+        renderer: a shared renderer (e.g. :class:`orrb.RemoteRenderer`, or any object
+            satisfying :class:`orrb.renderer.Renderer`) built with
             :func:`dactyl_render_config`; the env never shuts it down. ``None``: an
             in-process :class:`orrb.LocalRenderer` the env owns.
         render_settings: :class:`orrb.RenderSettings` (MSAA, shadows) for an owned renderer.
@@ -151,8 +148,7 @@ class OrrbDactylEnv(gym.Env):
         relative_control: bool = False,
         defer_rendering: bool = False,
     ):
-        self._renderer = None
-        self._owns_renderer = False
+        self._handle: RendererHandle | None = None
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if goal_rotation not in ("xyz", "z"):
@@ -168,15 +164,12 @@ class OrrbDactylEnv(gym.Env):
         self.drop_height = float(drop_height)
         self.n_substeps = n_substeps
         self.relative_control = bool(relative_control)
-        self._seeds = SeedSchedule(check_randomize(randomize))
-
+        self._seeds = SeedSchedule(randomize)
         config = dactyl_render_config(camera_names, width, height, "default", render_depth, render_normals,
                                       render_segmentation, render_settings)
         path, as_json = renderer_config_fields(renderer_config, config.renderer_config_path)
         config.renderer_config_path = path
         config.validate()
-        self.orrb_render_spec = RenderSpec(config.to_dict(), as_json, randomize,
-                                           "drop" if images_only else "merge", deferred=defer_rendering)
 
         # -- physics: the same scene file the renderer draws -----------------------------------------
         xml = package_relative_path("assets/dactyl.xml")
@@ -185,6 +178,8 @@ class OrrbDactylEnv(gym.Env):
         model = self.model
         self._mapping = Mapping(model, package_relative_path("assets/dactyl.mapping"))
         self._render_columns = self._mapping.columns
+        self.orrb_render_spec = RenderSpec(config.to_dict(), as_json, self._render_columns,
+                                           "drop" if images_only else "merge", deferred=defer_rendering)
         hand = [j for j in range(model.njnt) if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or "").startswith("robot0:")]
         if len(hand) != _HAND_JOINTS:
             raise RuntimeError(f"{xml}: expected {_HAND_JOINTS} hand joints, found {len(hand)}")
@@ -211,8 +206,8 @@ class OrrbDactylEnv(gym.Env):
             self.observation_space = self._state_space
         else:
             self.observation_space = self.orrb_render_spec.observation_space(self._state_space)
-            self._renderer, self._owns_renderer = resolve_renderer(self.orrb_render_spec, renderer)
-        self._shared_renderer = renderer
+        # with defer_rendering only render() uses it; an owned LocalRenderer starts on first use
+        self._handle = RendererHandle.for_spec(self.orrb_render_spec, renderer)
         self.goal = np.array([1.0, 0.0, 0.0, 0.0])
         self._last_images: dict[str, np.ndarray] | None = None
 
@@ -280,21 +275,13 @@ class OrrbDactylEnv(gym.Env):
     def _observe(self, render_seed: int):
         distance = _quat_angle(self.cube_quat, self.goal)
         qpos = self.render_qpos()
-        info: dict[str, Any] = {
-            "is_success": bool(distance < self.success_threshold),
-            "goal_distance": distance,
-            QPOS_KEY: qpos,
-            SEED_KEY: render_seed,
-        }
+        info: dict[str, Any] = {"is_success": bool(distance < self.success_threshold), "goal_distance": distance}
         state = self._state_obs()
         spec = self.orrb_render_spec
         if spec.deferred:
             self._last_images = None
-            return state, info
-        response = self._renderer.render_batch(render_request(qpos[None], np.array([render_seed])))
-        for key in spec.aux_keys(response):
-            info[key] = response[key][0]
-        obs = spec.assemble(response, 0, state)
+            return state, with_render_state(info, qpos, render_seed)
+        obs, info = observe(self._handle, spec, state, info, qpos, render_seed)
         self._last_images = {c: obs[c] for c in spec.camera_names}
         return obs, info
 
@@ -304,17 +291,13 @@ class OrrbDactylEnv(gym.Env):
             gym.logger.warn("render() called without render_mode; use render_mode='rgb_array'")
             return None
         if self._last_images is None:
-            if self._renderer is None:
-                self._renderer, self._owns_renderer = resolve_renderer(self.orrb_render_spec, self._shared_renderer)
             seed = self._seeds.seed if self._seeds.seed is not None else 0
-            response = self._renderer.render_batch(render_request(self.render_qpos()[None], np.array([seed])))
+            response = self._handle.render(self.render_qpos()[None], np.array([seed]))
             self._last_images = {c: response[c][0] for c in self.orrb_render_spec.camera_names}
         return np.concatenate([self._last_images[c][..., :3] for c in self.orrb_render_spec.camera_names], axis=1)
 
     def close(self):
         """Shuts down the renderer if the env created it (a shared one is left running). Idempotent."""
-        renderer, owned = self._renderer, self._owns_renderer
-        self._renderer, self._owns_renderer = None, False
-        if renderer is not None and owned:
-            renderer.shutdown()
+        if self._handle is not None:
+            self._handle.close()
         super().close()

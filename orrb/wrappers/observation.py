@@ -1,4 +1,9 @@
-"""``OrrbObservation``: randomized camera images for any Gymnasium env built on MuJoCo."""
+"""Randomized camera images for any Gymnasium env built on MuJoCo.
+
+- ``OrrbObservation``: renders every observation itself (``Dict`` of images and ``state``).
+- ``OrrbDeferredObservation``: keeps the env's own observation and reports the state to
+  render in ``info``, for a vector wrapper that renders all sub-envs in one batch.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +19,10 @@ import numpy as np
 
 from orrb.config import RemoteRendererConfig, RenderSettings
 from orrb.utils import package_relative_path
-from orrb.wrappers.render_spec import (
-    QPOS_KEY,
-    SEED_KEY,
-    RenderSpec,
-    SeedSchedule,
-    check_randomize,
-    release_renderer,
-    render_request,
-    renderer_config_fields,
-    resolve_renderer,
-)
+from orrb.wrappers.handle import RendererHandle, observe
+from orrb.wrappers.render_spec import RenderSpec, SeedSchedule, renderer_config_fields, with_render_state
 
-__all__ = ["FREE_CAMERA", "OrrbObservation", "free_camera_pose"]
+__all__ = ["FREE_CAMERA", "OrrbDeferredObservation", "OrrbObservation", "free_camera_pose"]
 
 FREE_CAMERA = "free"
 _FREE_KEYS = ("lookat", "distance", "azimuth", "elevation", "trackbodyid", "type", "fixedcamid")
@@ -119,7 +115,88 @@ def _xml_with_free_camera(xml_path: str, model: mujoco.MjModel, camera_config: d
     return out
 
 
-class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
+def mujoco_render_spec(env: gym.Env, camera_names: list[str] | None, free_camera: dict[str, Any] | None,
+                      width: int, height: int, render_depth: bool, render_normals: bool, render_segmentation: bool,
+                      images_only: bool, renderer_config: Any, render_settings: RenderSettings | None,
+                      model_xml_path: str | None, deferred: bool, where: str) -> RenderSpec:
+    """The ``RenderSpec`` of a Gymnasium MuJoCo env: checks the env and the arguments (see
+    :class:`OrrbObservation`) and writes the free camera into a copy of the model file."""
+    base = env.unwrapped
+    model, data = getattr(base, "model", None), getattr(base, "data", None)
+    if not isinstance(model, mujoco.MjModel) or not isinstance(data, mujoco.MjData):
+        raise TypeError(
+            f"{where} needs an env whose unwrapped env has MuJoCo `model` (MjModel) and `data` (MjData); "
+            f"{type(base).__name__} has model={type(model).__name__}, data={type(data).__name__}"
+        )
+    xml_path = model_xml_path or getattr(base, "fullpath", None)
+    if not xml_path or not os.path.isfile(xml_path):
+        raise ValueError(
+            f"{where} needs the env's model file: {type(base).__name__} has no `fullpath` "
+            f"({xml_path!r}); pass model_xml_path="
+        )
+    if isinstance(camera_names, str):
+        raise TypeError(f"camera_names must be a list of camera names, got the string {camera_names!r}")
+    cameras = list(camera_names or [])
+    known = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
+    unknown = [c for c in cameras if c not in known]
+    if unknown:
+        raise ValueError(f"unknown cameras {unknown}; the model {xml_path} has cameras {known} (or use free_camera=)")
+    if free_camera is None and not cameras:
+        gym_renderer = getattr(base, "mujoco_renderer", None)
+        free_camera = dict(getattr(gym_renderer, "default_cam_config", None) or {})
+    if free_camera is not None:
+        if not isinstance(free_camera, dict):
+            raise TypeError(f"free_camera must be a dict like Gymnasium's default_camera_config, got {free_camera!r}")
+        if FREE_CAMERA in known:
+            raise ValueError(f"the model already has a camera named {FREE_CAMERA!r}")
+        xml_path = _xml_with_free_camera(os.path.abspath(xml_path), model, free_camera)
+        cameras.append(FREE_CAMERA)
+    path, as_json = renderer_config_fields(renderer_config, package_relative_path("assets/gym.renderer_config.json"))
+    config = RemoteRendererConfig(
+        camera_names=cameras, image_width=width, image_height=height, model_xml_path=os.path.abspath(xml_path),
+        renderer_config_path=path, asset_basedir=os.path.dirname(os.path.abspath(xml_path)),
+        render_depth=render_depth, render_normals=render_normals, render_segmentation=render_segmentation,
+        render_settings=render_settings or RenderSettings(),
+    )
+    config.validate()
+    return RenderSpec(config.to_dict(), as_json, model.nq, "drop" if images_only else "key", deferred=deferred)
+
+
+class _RenderStateWrapper(gym.Wrapper):
+    """Draws the render seed on ``reset``/``step`` and hands ``(obs, info, seed)`` to ``_observe``.
+
+    Seeds come from a generator seeded by ``reset(seed=...)``, so a seeded reset
+    reproduces the images exactly without touching the env's own ``np_random``.
+    """
+
+    orrb_render_spec: RenderSpec
+
+    def __init__(self, env: gym.Env, randomize: str):
+        gym.Wrapper.__init__(self, env)
+        self._seeds = SeedSchedule(randomize)
+        self._rng: np.random.Generator | None = None
+
+    def _qpos(self) -> np.ndarray:
+        return np.array(self.env.unwrapped.data.qpos, dtype=np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        return self._observe(obs, info, self._seeds.on_reset(self._rng))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._rng is None:
+            self._rng = np.random.default_rng()
+        obs, info = self._observe(obs, info, self._seeds.on_step(self._rng))
+        return obs, reward, terminated, truncated, info
+
+    def _observe(self, obs, info, render_seed: int):
+        raise NotImplementedError
+
+
+class OrrbObservation(_RenderStateWrapper, gym.utils.RecordConstructorArgs):
     """Adds randomized camera images to a Gymnasium env whose ``unwrapped`` has MuJoCo ``model`` and ``data``.
 
     The env's full ``qpos`` is rendered by an orrb renderer (in-process by default) with
@@ -128,7 +205,7 @@ class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     Observation: ``Dict`` with ``uint8 Box(0, 255, (H, W, 3))`` per camera (``free`` for the
     free camera), ``<camera>_depth`` float32 ``(H, W)`` metres, ``<camera>_normals``
     float32 ``(H, W, 3)`` in [0, 1], ``<camera>_segmentation`` uint8 ``(H, W)`` when asked
-    for, and the env's own observation under ``state`` (unless ``pixels_only``).
+    for, and the env's own observation under ``state`` (unless ``images_only``).
     ``info`` gains ``orrb_qpos``, ``orrb_seed`` and the components' auxiliary streams.
 
     Example::
@@ -148,7 +225,7 @@ class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             the env's own ``default_camera_config`` is used.
         width, height: image size in pixels.
         render_depth, render_normals, render_segmentation: extra modalities.
-        pixels_only: only images (no ``state``).
+        images_only: only images (no ``state``).
         renderer_config: ``"default"`` (``assets/gym.renderer_config.json``), ``None``
             (no randomization), a path or an :class:`orrb.RendererConfig`.
         randomize: ``"episode"`` (one draw per episode) or ``"step"`` (a new draw each step).
@@ -158,8 +235,9 @@ class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             :class:`orrb.LocalRenderer`.
         render_settings: :class:`orrb.RenderSettings` (MSAA, shadows) for an owned renderer.
         model_xml_path: the env's model file, when ``unwrapped.fullpath`` does not exist.
-        defer_rendering: leave rendering to a vector wrapper (the observation stays the
-            env's own; ``info`` carries ``orrb_qpos`` and ``orrb_seed``).
+
+    To render many envs in one batch per step, build them with
+    :class:`OrrbDeferredObservation` (or use :func:`orrb.make_vec`).
     """
 
     def __init__(
@@ -172,101 +250,93 @@ class OrrbObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         render_depth: bool = False,
         render_normals: bool = False,
         render_segmentation: bool = False,
-        pixels_only: bool = False,
+        images_only: bool = False,
         renderer_config: Any = "default",
         randomize: str = "episode",
         renderer: Any = None,
         render_settings: RenderSettings | None = None,
         model_xml_path: str | None = None,
-        defer_rendering: bool = False,
     ):
-        self._renderer = None
-        self._owns_renderer = False
+        self._handle: RendererHandle | None = None
         gym.utils.RecordConstructorArgs.__init__(
             self, camera_names=camera_names, free_camera=free_camera, width=width, height=height,
             render_depth=render_depth, render_normals=render_normals, render_segmentation=render_segmentation,
-            pixels_only=pixels_only, renderer_config=renderer_config, randomize=randomize, renderer=renderer,
-            render_settings=render_settings, model_xml_path=model_xml_path, defer_rendering=defer_rendering,
+            images_only=images_only, renderer_config=renderer_config, randomize=randomize, renderer=renderer,
+            render_settings=render_settings, model_xml_path=model_xml_path,
         )
-        gym.Wrapper.__init__(self, env)
-        base = env.unwrapped
-        model, data = getattr(base, "model", None), getattr(base, "data", None)
-        if not isinstance(model, mujoco.MjModel) or not isinstance(data, mujoco.MjData):
-            raise TypeError(
-                f"OrrbObservation needs an env whose unwrapped env has MuJoCo `model` (MjModel) and `data` (MjData); "
-                f"{type(base).__name__} has model={type(model).__name__}, data={type(data).__name__}"
-            )
-        xml_path = model_xml_path or getattr(base, "fullpath", None)
-        if not xml_path or not os.path.isfile(xml_path):
-            raise ValueError(
-                f"OrrbObservation needs the env's model file: {type(base).__name__} has no `fullpath` "
-                f"({xml_path!r}); pass model_xml_path="
-            )
-        if isinstance(camera_names, str):
-            raise TypeError(f"camera_names must be a list of camera names, got the string {camera_names!r}")
-        cameras = list(camera_names or [])
-        known = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
-        unknown = [c for c in cameras if c not in known]
-        if unknown:
-            raise ValueError(f"unknown cameras {unknown}; the model {xml_path} has cameras {known} (or use free_camera=)")
-        if free_camera is None and not cameras:
-            renderer_obj = getattr(base, "mujoco_renderer", None)
-            free_camera = dict(getattr(renderer_obj, "default_cam_config", None) or {})
-        if free_camera is not None:
-            if not isinstance(free_camera, dict):
-                raise TypeError(f"free_camera must be a dict like Gymnasium's default_camera_config, got {free_camera!r}")
-            if FREE_CAMERA in known:
-                raise ValueError(f"the model already has a camera named {FREE_CAMERA!r}")
-            xml_path = _xml_with_free_camera(os.path.abspath(xml_path), model, free_camera)
-            cameras.append(FREE_CAMERA)
-        path, as_json = renderer_config_fields(renderer_config, package_relative_path("assets/gym.renderer_config.json"))
-        config = RemoteRendererConfig(
-            camera_names=cameras, image_width=width, image_height=height, model_xml_path=os.path.abspath(xml_path),
-            renderer_config_path=path, asset_basedir=os.path.dirname(os.path.abspath(xml_path)),
-            render_depth=render_depth, render_normals=render_normals, render_segmentation=render_segmentation,
-            render_settings=render_settings or RenderSettings(),
-        )
-        config.validate()
-        self.orrb_render_spec = RenderSpec(config.to_dict(), as_json, check_randomize(randomize),
-                                           "drop" if pixels_only else "key", deferred=defer_rendering)
-        self._seeds = SeedSchedule(randomize)
-        self._rng: np.random.Generator | None = None
-        if not defer_rendering:
-            self.observation_space = self.orrb_render_spec.observation_space(env.observation_space)
-            self._renderer, self._owns_renderer = resolve_renderer(self.orrb_render_spec, renderer)
+        _RenderStateWrapper.__init__(self, env, randomize)
+        self.orrb_render_spec = mujoco_render_spec(
+            env, camera_names, free_camera, width, height, render_depth, render_normals, render_segmentation,
+            images_only, renderer_config, render_settings, model_xml_path, deferred=False, where="OrrbObservation")
+        self.observation_space = self.orrb_render_spec.observation_space(env.observation_space)
+        self._handle = RendererHandle.for_spec(self.orrb_render_spec, renderer)
 
-    def _qpos(self) -> np.ndarray:
-        return np.array(self.env.unwrapped.data.qpos, dtype=np.float64)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        if seed is not None or self._rng is None:
-            self._rng = np.random.default_rng(seed)
-        return self._observe(obs, info, self._seeds.on_reset(self._rng))
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if self._rng is None:
-            self._rng = np.random.default_rng()
-        obs, info = self._observe(obs, info, self._seeds.on_step(self._rng))
-        return obs, reward, terminated, truncated, info
+    @property
+    def renderer(self) -> Any:
+        """The renderer (``None`` once closed)."""
+        return self._handle.renderer if self._handle is not None else None
 
     def _observe(self, obs, info, render_seed: int):
-        qpos = self._qpos()
-        info = dict(info)
-        info[QPOS_KEY] = qpos
-        info[SEED_KEY] = render_seed
-        spec = self.orrb_render_spec
-        if spec.deferred:
-            return obs, info
-        response = self._renderer.render_batch(render_request(qpos[None], np.array([render_seed])))
-        for key in spec.aux_keys(response):
-            info[key] = response[key][0]
-        return spec.assemble(response, 0, obs), info
+        return observe(self._handle, self.orrb_render_spec, obs, info, self._qpos(), render_seed)
 
     def close(self):
         """Closes the env and the renderer the wrapper created (a shared one is left running). Idempotent."""
         try:
-            release_renderer(self)
+            if self._handle is not None:
+                self._handle.close()
         finally:
             super().close()
+
+
+class OrrbDeferredObservation(_RenderStateWrapper, gym.utils.RecordConstructorArgs):
+    """Reports the state to render for a vector wrapper, and renders nothing itself.
+
+    The observation and its space stay the env's own; ``info`` gains ``orrb_qpos``
+    (float64 ``[nq]``, the env's ``qpos``) and ``orrb_seed`` (the render seed, drawn as
+    :class:`OrrbObservation` draws it), and ``orrb_render_spec`` says what to render. An
+    :class:`orrb.wrappers.OrrbVectorObservation` (Gymnasium) or
+    ``OrrbVecEnvObservation`` (stable-baselines3) over such envs renders all of them in
+    one batch per step; the images of env ``i`` equal those ``OrrbObservation`` with the
+    same arguments and reset seed would give.
+
+    Example::
+
+        fns = [lambda: OrrbDeferredObservation(gymnasium.make("Ant-v5"), camera_names=["track"])] * 4
+        envs = OrrbVectorObservation(gymnasium.vector.AsyncVectorEnv(fns))
+
+    Args:
+        env, camera_names, free_camera, width, height, render_depth, render_normals,
+        render_segmentation, images_only, renderer_config, randomize, render_settings,
+        model_xml_path: as for :class:`OrrbObservation` (the vector wrapper owns the renderer).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        camera_names: list[str] | None = None,
+        free_camera: dict[str, Any] | None = None,
+        width: int = 64,
+        height: int = 64,
+        render_depth: bool = False,
+        render_normals: bool = False,
+        render_segmentation: bool = False,
+        images_only: bool = False,
+        renderer_config: Any = "default",
+        randomize: str = "episode",
+        render_settings: RenderSettings | None = None,
+        model_xml_path: str | None = None,
+    ):
+        gym.utils.RecordConstructorArgs.__init__(
+            self, camera_names=camera_names, free_camera=free_camera, width=width, height=height,
+            render_depth=render_depth, render_normals=render_normals, render_segmentation=render_segmentation,
+            images_only=images_only, renderer_config=renderer_config, randomize=randomize,
+            render_settings=render_settings, model_xml_path=model_xml_path,
+        )
+        _RenderStateWrapper.__init__(self, env, randomize)
+        self.orrb_render_spec = mujoco_render_spec(
+            env, camera_names, free_camera, width, height, render_depth, render_normals, render_segmentation,
+            images_only, renderer_config, render_settings, model_xml_path, deferred=True,
+            where="OrrbDeferredObservation")
+
+    def _observe(self, obs, info, render_seed: int):
+        return obs, with_render_state(info, self._qpos(), render_seed)

@@ -3,9 +3,9 @@
 - ``RenderSpec``: the renderer config, the component chain, the randomization schedule
   and how images join the env's own observation. Envs expose it as ``orrb_render_spec``
   so a vector wrapper in the parent process can render for sub-envs in subprocesses.
+- ``shared_render_spec``: the one spec all sub-envs of a vector env share.
 - ``SeedSchedule``: draws the per-entry render seed per episode or per step.
-- ``resolve_renderer``: the renderer to use (an owned ``LocalRenderer``, or a shared one,
-  checked against the spec).
+- ``renderer_config_fields``: a ``renderer_config`` argument as ``(path, json)``.
 
 Sub-envs report their render-layout state in ``info["orrb_qpos"]`` (float64 ``[K]``) and
 their render seed in ``info["orrb_seed"]`` (int) on every ``reset`` and ``step``.
@@ -14,22 +14,22 @@ their render seed in ``info["orrb_seed"]`` (int) on every ``reset`` and ``step``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from typing import Any
+from typing import Any, Iterable
 
 import gymnasium as gym
 import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
+from orrb.renderer import ResponseLayout
 
-__all__ = ["QPOS_KEY", "SEED_KEY", "RANDOMIZE_MODES", "RenderSpec", "SeedSchedule", "release_renderer", "resolve_renderer"]
+__all__ = ["QPOS_KEY", "RANDOMIZE_MODES", "SEED_KEY", "RenderSpec", "SeedSchedule", "render_request",
+           "renderer_config_fields", "shared_render_spec", "with_render_state"]
 
 QPOS_KEY = "orrb_qpos"
 SEED_KEY = "orrb_seed"
 RANDOMIZE_MODES = ("episode", "step")
-# How the env's own observation joins the images: dropped, put under "state", or its
-# Dict entries merged in.
-STATE_MODES = ("drop", "key", "merge")
 _SEED_HIGH = 2**63 - 1
 
 
@@ -41,24 +41,32 @@ class RenderSpec:
         config: ``RemoteRendererConfig.to_dict()`` of the scene, cameras, size and modalities.
         renderer_config_json: the component chain as JSON when given as an object (it
             overrides ``config['renderer_config_path']``), else ``None``.
-        randomize: ``"episode"`` (one seed per episode) or ``"step"`` (a new seed every step).
-        state_mode: ``"drop"`` (images only), ``"key"`` (the env's observation under
-            ``"state"``) or ``"merge"`` (the env's ``Dict`` observation merged in).
+        columns: K, the length of the state the env reports in ``info["orrb_qpos"]``
+            (what the renderer's ``columns`` must be).
+        state_mode: how the env's own observation joins the images: ``"drop"`` (images
+            only), ``"key"`` (under ``"state"``) or ``"merge"`` (the env's ``Dict``
+            observation merged in).
         deferred: True when the env leaves rendering to a vector wrapper.
     """
 
     config: dict[str, Any]
     renderer_config_json: str | None
-    randomize: str
+    columns: int
     state_mode: str
     deferred: bool = False
 
+    def __post_init__(self):
+        if self.state_mode not in ("drop", "key", "merge"):
+            raise ValueError(f"RenderSpec state_mode must be 'drop', 'key' or 'merge', got {self.state_mode!r}")
+
     @property
     def remote_config(self) -> RemoteRendererConfig:
+        """A fresh :class:`orrb.RemoteRendererConfig` of the scene, cameras, size and modalities."""
         return RemoteRendererConfig.from_dict(self.config)
 
     @property
     def renderer_config(self) -> RendererConfig | None:
+        """The inline component chain, or ``None`` (the config's ``renderer_config_path`` applies)."""
         if self.renderer_config_json is None:
             return None
         return RendererConfig.from_json(self.renderer_config_json)
@@ -67,43 +75,24 @@ class RenderSpec:
     def camera_names(self) -> list[str]:
         return list(self.config["camera_names"])
 
+    @functools.cached_property
+    def layout(self) -> ResponseLayout:
+        """The image outputs the env observes (cameras x enabled modalities, in response order)."""
+        return ResponseLayout.from_config(self.remote_config)
+
     def image_keys(self) -> list[str]:
         """Response keys that become observation entries, in order."""
-        keys = []
-        for cam in self.config["camera_names"]:
-            keys.append(cam)
-            if self.config["render_depth"]:
-                keys.append(f"{cam}_depth")
-            if self.config["render_normals"]:
-                keys.append(f"{cam}_normals")
-            if self.config["render_segmentation"]:
-                keys.append(f"{cam}_segmentation")
-        return keys
-
-    def image_spaces(self) -> dict[str, gym.spaces.Box]:
-        """The observation entries of one env: ``{key: Box}``.
-
-        Colour ``uint8 (H, W, 3)`` in [0, 255] (4 channels with ``render_alpha``), depth
-        ``float32 (H, W)`` metres in [0, inf), normals ``float32 (H, W, 3)`` in [0, 1],
-        segmentation ``uint8 (H, W)`` class ids.
-        """
-        h, w = self.config["image_height"], self.config["image_width"]
-        channels = 4 if self.config["render_alpha"] else 3
-        spaces: dict[str, gym.spaces.Box] = {}
-        for key in self.image_keys():
-            if key.endswith("_depth"):
-                spaces[key] = gym.spaces.Box(0.0, np.inf, (h, w), np.float32)
-            elif key.endswith("_normals"):
-                spaces[key] = gym.spaces.Box(0.0, 1.0, (h, w, 3), np.float32)
-            elif key.endswith("_segmentation"):
-                spaces[key] = gym.spaces.Box(0, 255, (h, w), np.uint8)
-            else:
-                spaces[key] = gym.spaces.Box(0, 255, (h, w, channels), np.uint8)
-        return spaces
+        return [o.key for o in self.layout.images]
 
     def observation_space(self, state_space: gym.Space) -> gym.spaces.Dict:
-        """The full observation space of one env, given the env's own observation space."""
-        spaces: dict[str, gym.Space] = dict(self.image_spaces())
+        """The full observation space of one env, given the env's own observation space.
+
+        Per image output the layout's ``Box``: colour ``uint8 (H, W, 3)`` in [0, 255] (4
+        channels with ``render_alpha``), depth ``float32 (H, W)`` metres in [0, inf),
+        normals ``float32 (H, W, 3)`` in [0, 1], segmentation ``uint8 (H, W)`` class ids;
+        then the env's own observation as ``state_mode`` says.
+        """
+        spaces: dict[str, gym.Space] = dict(self.layout.spaces())
         if self.state_mode == "key":
             spaces["state"] = state_space
         elif self.state_mode == "merge":
@@ -121,7 +110,7 @@ class RenderSpec:
         Args:
             response: a render response (``[B, ...]`` arrays).
             rows: an index (one env) or a slice / index array (a batch).
-            state: the env's own observation for those rows (or ``None`` with ``"drop"``).
+            state: the env's own observation for those rows (ignored with ``"drop"``).
 
         Returns:
             ``{key: array}``; image arrays are fresh copies the caller owns.
@@ -133,13 +122,37 @@ class RenderSpec:
             obs.update(state)
         return obs
 
-    def aux_keys(self, response: dict[str, Any]) -> list[str]:
-        """Response keys that are components' auxiliary streams ``[B, k]`` (they go into ``info``)."""
-        return [k for k, v in response.items()
-                if k not in ("qpos", "seed", "seeds") and isinstance(v, np.ndarray) and v.ndim == 2]
-
     def same_scene(self, other: RenderSpec) -> bool:
-        return self.config == other.config and self.renderer_config_json == other.renderer_config_json
+        """Whether ``other`` renders the same scene, cameras, modalities and components."""
+        return (self.config == other.config and self.renderer_config_json == other.renderer_config_json
+                and self.columns == other.columns)
+
+
+def shared_render_spec(specs: Iterable[Any], where: str) -> RenderSpec:
+    """The one ``RenderSpec`` all sub-envs of a vector env share (same scene, deferred rendering).
+
+    Args:
+        specs: the sub-envs' ``orrb_render_spec`` attributes (``VectorEnv.get_attr``).
+        where: the caller's name, for error messages.
+
+    Raises:
+        TypeError: a sub-env has no orrb ``RenderSpec``.
+        ValueError: sub-envs render different scenes, or render their own images.
+    """
+    specs = list(specs)
+    first = specs[0]
+    if not isinstance(first, RenderSpec):
+        raise TypeError(f"{where}: the sub-envs' orrb_render_spec is {type(first).__name__}, expected an orrb RenderSpec")
+    for i, spec in enumerate(specs[1:], 1):
+        if not spec.same_scene(first):
+            raise ValueError(f"{where}: sub-env {i} renders a different scene or cameras than sub-env 0; all must match")
+    if not first.deferred:
+        raise ValueError(
+            f"{where}: the sub-envs render their own images; build them with defer_rendering=True "
+            "(OrrbDactyl-v0(defer_rendering=True)) or wrap them in orrb.wrappers.OrrbDeferredObservation, "
+            "or use orrb.make_vec"
+        )
+    return first
 
 
 class SeedSchedule:
@@ -148,28 +161,28 @@ class SeedSchedule:
     Args:
         randomize: ``"episode"``: one seed drawn at ``reset`` serves every step of the
             episode; ``"step"``: a new seed at every ``reset`` and ``step``.
+
+    Raises:
+        ValueError: ``randomize`` is neither.
     """
 
     def __init__(self, randomize: str):
         if randomize not in RANDOMIZE_MODES:
-            raise ValueError(f"randomize must be one of {RANDOMIZE_MODES}, got {randomize!r}")
+            raise ValueError(
+                f"randomize must be one of {RANDOMIZE_MODES} (when to draw new randomization), got {randomize!r}")
         self.randomize = randomize
         self.seed: int | None = None
 
     def on_reset(self, rng: np.random.Generator) -> int:
+        """The render seed of the first observation of an episode (a new draw)."""
         self.seed = int(rng.integers(0, _SEED_HIGH))
         return self.seed
 
     def on_step(self, rng: np.random.Generator) -> int:
+        """The render seed after a step (the episode's seed, or a new draw per step)."""
         if self.randomize == "step" or self.seed is None:
             self.seed = int(rng.integers(0, _SEED_HIGH))
         return self.seed
-
-
-def check_randomize(randomize: str) -> str:
-    if randomize not in RANDOMIZE_MODES:
-        raise ValueError(f"randomize must be one of {RANDOMIZE_MODES} (when to draw new randomization), got {randomize!r}")
-    return randomize
 
 
 def renderer_config_fields(renderer_config: Any, default_path: str | None) -> tuple[str | None, str | None]:
@@ -177,6 +190,10 @@ def renderer_config_fields(renderer_config: Any, default_path: str | None) -> tu
 
     Accepts ``"default"`` (``default_path``), ``None`` (no components), a path, or an
     :class:`orrb.RendererConfig` (kept as JSON).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        TypeError: any other kind of argument.
     """
     if isinstance(renderer_config, str) and renderer_config == "default":
         return default_path, None
@@ -195,61 +212,14 @@ def renderer_config_fields(renderer_config: Any, default_path: str | None) -> tu
     )
 
 
-def resolve_renderer(spec: RenderSpec, renderer: Any) -> tuple[Any, bool]:
-    """The renderer for ``spec``: ``(renderer, owned)``.
-
-    ``None`` builds an in-process :class:`orrb.LocalRenderer` (owned: the caller shuts
-    it down). Anything else must have the renderer API (``render_batch``, ``columns``)
-    and, when it exposes ``config``, render the same scene file, the needed cameras,
-    the same image size and the needed modalities.
-
-    Raises:
-        TypeError: ``renderer`` lacks ``render_batch``.
-        ValueError: the renderer's config does not fit the env's (names the field).
-    """
-    if renderer is None:
-        from orrb.local import LocalRenderer
-
-        return LocalRenderer(spec.remote_config, spec.renderer_config), True
-    if not callable(getattr(renderer, "render_batch", None)):
-        raise TypeError(
-            f"renderer must be an orrb.LocalRenderer / orrb.RemoteRenderer (with render_batch), got {type(renderer).__name__}"
-        )
-    theirs = getattr(renderer, "config", None)
-    if isinstance(theirs, RemoteRendererConfig):
-        mine = spec.remote_config
-        if theirs.resolve(theirs.model_xml_path) != mine.resolve(mine.model_xml_path):
-            raise ValueError(
-                f"the shared renderer renders {theirs.resolve(theirs.model_xml_path)}, the env needs "
-                f"{mine.resolve(mine.model_xml_path)}"
-            )
-        missing = [c for c in mine.camera_names if c not in theirs.camera_names]
-        if missing:
-            raise ValueError(
-                f"the shared renderer lacks cameras {missing}; it renders {theirs.camera_names}, the env needs "
-                f"{mine.camera_names}"
-            )
-        if (theirs.image_width, theirs.image_height) != (mine.image_width, mine.image_height):
-            raise ValueError(
-                f"the shared renderer renders {theirs.image_width}x{theirs.image_height} images, the env needs "
-                f"{mine.image_width}x{mine.image_height} (width x height)"
-            )
-        for flag in ("render_alpha", "render_depth", "render_normals", "render_segmentation"):
-            if getattr(mine, flag) and not getattr(theirs, flag):
-                raise ValueError(f"the env needs {flag}=True but the shared renderer's config has it off")
-        if theirs.render_alpha != mine.render_alpha:
-            raise ValueError(f"render_alpha differs: renderer {theirs.render_alpha}, env {mine.render_alpha}")
-    return renderer, False
+def with_render_state(info: dict[str, Any], qpos: np.ndarray, seed: int) -> dict[str, Any]:
+    """A copy of ``info`` with the state to render (``orrb_qpos``, float64 ``[K]``) and its seed (``orrb_seed``)."""
+    info = dict(info)
+    info[QPOS_KEY] = qpos
+    info[SEED_KEY] = seed
+    return info
 
 
 def render_request(qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
+    """A render request for states ``qpos`` float64 ``[B, K]`` with per-entry ``seeds`` int ``[B]``."""
     return {"qpos": np.ascontiguousarray(qpos, dtype=np.float64), "seeds": np.asarray(seeds, dtype=np.int64)}
-
-
-def release_renderer(owner) -> None:
-    """Detaches ``owner._renderer`` and shuts it down if ``owner`` created it (a shared
-    renderer is left running). Idempotent."""
-    renderer, owned = owner._renderer, owner._owns_renderer
-    owner._renderer, owner._owns_renderer = None, False
-    if renderer is not None and owned:
-        renderer.shutdown()

@@ -8,11 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, render_request, resolve_renderer
-from orrb.wrappers.vector import get_render_spec
+try:
+    from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        f"orrb's stable-baselines3 wrappers need stable-baselines3 ({e}); install it with: pip install \"orrb[rl]\""
+    ) from e
+
+from orrb.wrappers.handle import RendererHandle
+from orrb.wrappers.make import make_sb3_vec
+from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, shared_render_spec
 
 __all__ = ["OrrbVecEnvObservation", "make_sb3_vec"]
 
@@ -20,7 +27,8 @@ __all__ = ["OrrbVecEnvObservation", "make_sb3_vec"]
 class OrrbVecEnvObservation(VecEnvWrapper):
     """Renders all envs of a ``DummyVecEnv`` / ``SubprocVecEnv`` with one ``render_batch`` per step.
 
-    The envs are built with ``defer_rendering=True``; each reports its render-layout
+    The envs defer rendering (``OrrbDactyl-v0(defer_rendering=True)`` or
+    :class:`orrb.wrappers.OrrbDeferredObservation`); each reports its render-layout
     ``qpos`` and seed in ``info``. SB3 resets a finished env inside ``step``: the
     returned observation is rendered from the reset state (``venv.reset_infos[i]``) and
     ``infos[i]["terminal_observation"]`` from the true terminal state (``infos[i]``), both
@@ -29,96 +37,70 @@ class OrrbVecEnvObservation(VecEnvWrapper):
 
     Args:
         venv: the SB3 vector env.
-        renderer: a shared renderer (not shut down here), or ``None`` for an owned
-            :class:`orrb.LocalRenderer`.
+        renderer: ``None``: an owned in-process :class:`orrb.LocalRenderer`; a renderer:
+            shared (never shut down here); a :class:`orrb.wrappers.RendererHandle`: taken
+            over (``close()`` closes it).
     """
 
     def __init__(self, venv: VecEnv, renderer: Any = None):
-        self._renderer = None
-        self._owns_renderer = False
-        spec = get_render_spec(venv.get_attr("orrb_render_spec"), type(self).__name__)
-        self.spec_render = spec
+        self._handle: RendererHandle | None = None
+        spec = shared_render_spec(venv.get_attr("orrb_render_spec"), type(self).__name__)
+        self.orrb_render_spec = spec
         super().__init__(venv, observation_space=spec.observation_space(venv.observation_space))
-        self._renderer, self._owns_renderer = resolve_renderer(spec, renderer)
+        # rows 0..N-1: the state each env shows now; rows N..2N-1: terminal states of envs that were reset
+        self._qpos = np.zeros((2 * self.num_envs, spec.columns), dtype=np.float64)
+        self._seeds = np.zeros(2 * self.num_envs, dtype=np.int64)
+        self._handle = RendererHandle.for_spec(spec, renderer)
 
     @property
-    def renderer(self):
-        return self._renderer
+    def renderer(self) -> Any:
+        """The renderer (``None`` once closed)."""
+        return self._handle.renderer if self._handle is not None else None
 
-    @staticmethod
-    def _row(info: dict, where: str) -> tuple[np.ndarray, int]:
+    def _put(self, row: int, info: dict, where: str) -> None:
         if QPOS_KEY not in info:
-            raise KeyError(f"OrrbVecEnvObservation: {where} has no {QPOS_KEY!r}; build the envs with defer_rendering=True")
-        return np.asarray(info[QPOS_KEY], dtype=np.float64), int(info[SEED_KEY])
-
-    def _state_rows(self, obs, rows) -> Any:
-        if isinstance(obs, dict):
-            return {k: np.asarray(v)[rows] for k, v in obs.items()}
-        return np.asarray(obs)[rows]
+            raise KeyError(f"OrrbVecEnvObservation: {where} has no {QPOS_KEY!r}; build the envs with "
+                           "defer_rendering=True or wrap them in OrrbDeferredObservation")
+        self._qpos[row] = info[QPOS_KEY]
+        self._seeds[row] = info[SEED_KEY]
 
     def reset(self) -> VecEnvObs:
         obs = self.venv.reset()
-        rows = [self._row(info, f"reset_infos[{i}]") for i, info in enumerate(self.venv.reset_infos)]
-        response = self._renderer.render_batch(render_request(np.stack([r[0] for r in rows]), np.array([r[1] for r in rows])))
-        return self.spec_render.assemble(response, slice(0, self.num_envs), obs)
+        n = self.num_envs
+        for i, info in enumerate(self.venv.reset_infos):
+            self._put(i, info, f"reset_infos[{i}]")
+        response = self._handle.render(self._qpos[:n], self._seeds[:n])
+        return self.orrb_render_spec.assemble(response, slice(0, n), obs)
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         n = self.num_envs
-        rows, terminal = [], []
+        terminal = np.flatnonzero(dones)
         for i in range(n):
             if dones[i]:
-                rows.append(self._row(self.venv.reset_infos[i], f"reset_infos[{i}]"))
-                terminal.append(i)
+                self._put(i, self.venv.reset_infos[i], f"reset_infos[{i}]")
             else:
-                rows.append(self._row(infos[i], f"infos[{i}]"))
-        rows += [self._row(infos[i], f"infos[{i}] (terminal)") for i in terminal]
-        response = self._renderer.render_batch(render_request(np.stack([r[0] for r in rows]), np.array([r[1] for r in rows])))
-        spec = self.spec_render
+                self._put(i, infos[i], f"infos[{i}]")
+        for j, i in enumerate(terminal):
+            self._put(n + j, infos[i], f"infos[{i}] (terminal)")
+        response = self._handle.render(self._qpos[:n + len(terminal)], self._seeds[:n + len(terminal)])
+        spec = self.orrb_render_spec
         out = spec.assemble(response, slice(0, n), obs)
-        aux = spec.aux_keys(response)
+        streams = self._handle.stream_keys()
         infos = list(infos)
         for i in range(n):
-            for key in aux:
+            for key in streams:
                 infos[i][key] = np.array(response[key][i])
         for j, i in enumerate(terminal):
             infos[i]["terminal_observation"] = spec.assemble(response, n + j, infos[i]["terminal_observation"])
-            for key in aux:
+            for key in streams:
                 infos[i][f"terminal_{key}"] = np.array(response[key][n + j])
         return out, rewards, dones, infos
 
     def close(self) -> None:
-        """Closes the vector env and the renderer this wrapper created (idempotent)."""
-        renderer, owned = self._renderer, self._owns_renderer
-        self._renderer, self._owns_renderer = None, False
+        """Closes the vector env and the renderer this wrapper owns (idempotent)."""
         try:
-            if renderer is not None and owned:
-                renderer.shutdown()
+            if self._handle is not None:
+                self._handle.close()
         finally:
             self.venv.close()
-
-
-def make_sb3_vec(env_id: str, n_envs: int, *, renderer: Any = None, subproc: bool = True,
-                 wrapper_kwargs: dict | None = None, seed: int | None = None, **env_kwargs) -> OrrbVecEnvObservation:
-    """Builds ``n_envs`` envs in a ``SubprocVecEnv`` (or ``DummyVecEnv``) rendered in one batch per step.
-
-    Args:
-        env_id: ``"OrrbDactyl-v0"`` (image arguments go in ``env_kwargs``) or any MuJoCo env
-            id (wrapped in :class:`orrb.wrappers.OrrbObservation` with ``wrapper_kwargs``).
-        n_envs: number of envs.
-        renderer: see :func:`orrb.make_vec`.
-        subproc: ``SubprocVecEnv`` (True) or ``DummyVecEnv``.
-        seed: seeds env ``i`` with ``seed + i`` at the first reset.
-    """
-    from orrb.envs.make import env_factory, make_renderer
-
-    fns = [env_factory(env_id, env_kwargs, wrapper_kwargs) for _ in range(n_envs)]
-    venv = SubprocVecEnv(fns) if subproc else DummyVecEnv(fns)
-    if seed is not None:
-        venv.seed(seed)
-    spec = get_render_spec(venv.get_attr("orrb_render_spec"), "make_sb3_vec")
-    renderer, owned = make_renderer(spec, renderer)
-    wrapped = OrrbVecEnvObservation(venv, renderer)
-    if owned:
-        wrapped._owns_renderer = True
-    return wrapped

@@ -59,12 +59,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'orrb' has no attribute {name!r}")
 
 
-def _register_envs():
-    try:
-        from orrb.envs.registration import register_envs
-    except ImportError:  # envs not built yet
-        return
-    register_envs()
-
+from orrb.envs.registration import register_envs as _register_envs  # noqa: E402
 
 _register_envs()

@@ -49,23 +49,29 @@ def run(args) -> int:
     write_png = args.format in ("png", "both")
     write_npz = args.format in ("npz", "both")
     parts: dict[str, list[np.ndarray]] = {}
-    with make_renderer(args, config) as renderer, \
-            tqdm(total=n, unit=" states", desc="orrb render", disable=args.quiet, dynamic_ncols=True) as bar:
-        for start in range(0, n, args.batch_size):
-            stop = min(start + args.batch_size, n)
-            response = renderer.render_batch({"qpos": states[start:stop], "seeds": seeds[start:stop]})
-            if write_png:
-                for camera in config.camera_names:
-                    folder = os.path.join(out_dir, camera)
-                    for label, pictures in modality_images(response, camera):
-                        suffix = "" if label == "colour" else f"_{label}"
-                        for i, picture in enumerate(pictures):
-                            save_png(picture, os.path.join(folder, f"{start + i:05d}{suffix}.png"))
-            if write_npz:
-                for key, value in response.items():
-                    if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == stop - start:
-                        parts.setdefault(key, []).append(value)
-            bar.update(stop - start)
+    bar = None  # opened once the first batch has rendered, so a bad input fails in one line
+    try:
+        with make_renderer(args, config) as renderer:
+            for start in range(0, n, args.batch_size):
+                stop = min(start + args.batch_size, n)
+                response = renderer.render_batch({"qpos": states[start:stop], "seeds": seeds[start:stop]})
+                if bar is None:
+                    bar = tqdm(total=n, unit=" states", desc="orrb render", disable=args.quiet, dynamic_ncols=True)
+                if write_png:
+                    for camera in config.camera_names:
+                        folder = os.path.join(out_dir, camera)
+                        for label, pictures in modality_images(response, camera):
+                            suffix = "" if label == "colour" else f"_{label}"
+                            for i, picture in enumerate(pictures):
+                                save_png(picture, os.path.join(folder, f"{start + i:05d}{suffix}.png"))
+                if write_npz:
+                    for key, value in response.items():
+                        if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == stop - start:
+                            parts.setdefault(key, []).append(value)
+                bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
     written = []
     if write_png:
         written.append(f"PNGs in {out_dir}/<camera>/")

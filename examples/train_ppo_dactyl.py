@@ -39,7 +39,7 @@ def main() -> None:
     if args.renderer == "remote":
         config = orrb.envs.dactyl_render_config(cameras, args.size, args.size)
         renderer = orrb.RemoteRenderer(
-            "ppo-dactyl", orrb.utils.build_server_configs(1, args.servers, orrb.envs.make._free_base_port(args.servers)),
+            "ppo-dactyl", orrb.utils.build_server_configs(1, args.servers, orrb.utils.free_base_port(args.servers)),
             config)
         renderer.start()
     venv = make_sb3_vec("OrrbDactyl-v0", args.envs, renderer=renderer, seed=args.seed, camera_names=cameras,

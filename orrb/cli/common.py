@@ -239,14 +239,6 @@ def _busy_ports(ports: Sequence[int]) -> list[int]:
     return busy
 
 
-def _free_base_port(count: int, start: int) -> int | None:
-    """A base port >= ``start`` with ``count`` free ports after it, for the hint."""
-    for base in range(start, min(start + 2000, 65536 - count), max(count, 1)):
-        if not _busy_ports(range(base, base + count)):
-            return base
-    return None
-
-
 def make_renderer(args, config, renderer_config=None):
     """A started renderer: ``LocalRenderer``, or a pool of ``--workers`` spawned servers,
     or the running ``--servers``.
@@ -262,7 +254,7 @@ def make_renderer(args, config, renderer_config=None):
 
         return LocalRenderer(config, renderer_config).start()
     from orrb.client import RemoteRenderer
-    from orrb.utils import build_server_configs
+    from orrb.utils import build_server_configs, free_base_port
 
     if args.servers:
         server_configs = list(args.servers)
@@ -272,9 +264,8 @@ def make_renderer(args, config, renderer_config=None):
             raise CommandError(f"--base-port {args.base_port} with --workers {args.workers} runs past port 65535")
         busy = _busy_ports(ports)
         if busy:
-            free = _free_base_port(args.workers, args.base_port + args.workers)
             raise CommandError(f"--base-port {args.base_port}: port {busy[0]} on 127.0.0.1 is already in use",
-                               hint=f"choose free ports, e.g. --base-port {free}" if free else "choose another --base-port")
+                               hint=f"choose free ports, e.g. --base-port {free_base_port(args.workers)}")
         server_configs = build_server_configs(1, args.workers, args.base_port)
     renderer = RemoteRenderer(f"orrb-{args.command}", server_configs, config, renderer_config,
                               start_timeout=args.start_timeout)

@@ -14,6 +14,8 @@ Backend used for Dactyl::
     result['vision_cam_left']   # uint8 [B, H, W, 3]
 """
 
+import importlib as _importlib
+import importlib.util as _importlib_util
 import os as _os
 
 # MuJoCo picks its GL backend when mujoco.gl_context is first imported; with no
@@ -56,6 +58,10 @@ def __getattr__(name):
         from orrb.envs import make_vec
 
         return make_vec
+    # Submodules (orrb.wrappers, orrb.scene, ...) as attributes, loaded on first use: importing
+    # them here would load MuJoCo, and with it the GL libraries, for `orrb --help`.
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'orrb' has no attribute {name!r}")
 
 

@@ -275,3 +275,15 @@ def test_debug_shows_the_traceback(tmp_path):
     proc = run_orrb("demo", "--model", "missing.xml", "--out", "d.png", "--debug", cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr and "orrb demo: error: --model: file not found" in proc.stderr
+
+
+def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if stable-baselines3 were not installed
+    monkeypatch.delitem(sys.modules, "orrb.wrappers.sb3", raising=False)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "orrb\[rl\]"') as error:
+        orrb.wrappers.make_sb3_vec  # noqa: B018
+    assert error.value.name == "stable_baselines3"
+    from orrb.cli.failures import explain
+
+    failure = explain(error.value)
+    assert failure.status == 1 and "stable_baselines3" in failure.message and "orrb[rl]" in failure.hint

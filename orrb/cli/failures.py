@@ -13,16 +13,9 @@ from dataclasses import dataclass
 
 from orrb.cli.common import CommandError, MissingSystemLibrary, apt_line
 from orrb.errors import RendererError
+from orrb.extras import install_line
 
 __all__ = ["Failure", "explain"]
-
-# Optional Python packages -> the extra (or pip line) that installs them.
-_INSTALL = {
-    "torch": 'pip install "orrb[rl]" (the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)',
-    "stable_baselines3": 'pip install "orrb[rl]"',
-    "imageio": 'pip install "orrb[mujoco-envs]" (Gymnasium\'s MuJoCo envs)',
-    "pytest": 'pip install "orrb[test]"',
-}
 
 # Signs, in a RendererError's text (a server's log tail included), that GL could not start.
 _GL_FAILURE = re.compile(r"cannot create an OpenGL context|libEGL|eglQueryString|eglGetDisplay|eglInitialize|"
@@ -62,8 +55,7 @@ def explain(error: BaseException) -> Failure:
         return _explain_renderer_error(error)
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
-        hint = _INSTALL.get(top, f"pip install {top}")
-        return Failure(f"the Python package {top!r} is not installed", hint, 1)
+        return Failure(f"the Python package {top!r} is not installed", install_line(top), 1)
     if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError)):
         return Failure(_first_line(error), None, 2)
     if isinstance(error, (ValueError, TypeError, KeyError)):  # includes orrb.ConfigError

@@ -8,6 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from orrb.extras import import_optional
+
+import_optional("stable_baselines3", "orrb's stable-baselines3 wrappers (make_sb3_vec)")  # else: the install line
+
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 

@@ -79,3 +79,32 @@ class CountingRenderer:
     def render_batch(self, batch):
         self.calls.append(len(batch["qpos"]))
         return self.inner.render_batch(batch)
+
+
+# -- test tiers ------------------------------------------------------------------------------------
+# Modules whose tests need no GL context and no render server: `pytest -m "not gl"` runs them
+# alone in seconds. Every other test is marked `gl`. A test of the fast tier that creates a
+# MuJoCo render context fails, so this list cannot drift from the truth.
+FAST_MODULES = frozenset({"test_config", "test_layering", "test_protocol", "test_renderer"})
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gl: needs a GL context or render servers (the full tier)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ not in FAST_MODULES:
+            item.add_marker(pytest.mark.gl)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_creates_no_render_context(request, monkeypatch):
+    if request.node.get_closest_marker("gl") is None:
+        import mujoco
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError(f"{request.node.nodeid} is in the fast tier (tests/conftest.py FAST_MODULES) "
+                               "but created a MuJoCo render context")
+
+        monkeypatch.setattr(mujoco, "MjrContext", refuse)

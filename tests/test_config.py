@@ -189,6 +189,7 @@ def test_bad_config_names_the_file_and_the_problem(tmp_path, assets_dir, edit, e
         assert fragment in str(info.value)
 
 
+@pytest.mark.gl
 def test_update_with_an_unknown_path_is_refused_and_renderer_stays_usable(dactyl_states):
     chain = orrb.RendererConfig()
     chain.add("Hide", "h")

@@ -68,7 +68,8 @@ def _report(command: str | None, error: BaseException) -> int:
 
     failure = explain(error)
     prefix = f"orrb {command}" if command else "orrb"
-    print(f"{prefix}: error: {failure.message}", file=sys.stderr)
+    kind = "" if isinstance(error, KeyboardInterrupt) else "error: "
+    print(f"{prefix}: {kind}{failure.message}", file=sys.stderr)
     if failure.hint:
         print(f"  hint: {failure.hint}", file=sys.stderr)
     return failure.status
@@ -88,13 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False) or os.environ.get("ORRB_DEBUG", "") not in ("", "0")
-    if serve_argv is not None:  # the server logs and reports on its own
-        return serve.run(serve_argv)
-    handler = _LogHandler(args.command, debug)
-    logger = logging.getLogger("orrb")
-    logger.addHandler(handler)
+    handler = None
+    if serve_argv is None:  # (a server logs on its own)
+        handler = _LogHandler(args.command, debug)
+        logging.getLogger("orrb").addHandler(handler)
     try:
-        return args.run(args)
+        return serve.run(serve_argv) if serve_argv is not None else args.run(args)
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 (every failure becomes one line; --debug shows it all)
@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         return _report(args.command, e)
     finally:
-        logger.removeHandler(handler)
+        if handler is not None:
+            logging.getLogger("orrb").removeHandler(handler)
 
 
 class _LogHandler(logging.Handler):

@@ -287,3 +287,27 @@ def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch
 
     failure = explain(error.value)
     assert failure.status == 1 and "stable_baselines3" in failure.message and "orrb[rl]" in failure.hint
+
+
+@pytest.mark.parametrize("error, message, hint, status", [
+    (orrb.RendererError("server tcp://127.0.0.1:15500, port 15500 failed to start: process 7 exited with code 1\n"
+                        "  last lines of the log:\n    cannot bind tcp://127.0.0.1:15500: Address already in use",
+                        server="tcp://127.0.0.1:15500"), "port 15500 is already in use", "--base-port", 1),
+    (orrb.RendererError("server tcp://10.0.0.9:5000 failed to start: no answer to the handshake within 5 s",
+                        server="tcp://10.0.0.9:5000"), "no render server answered at tcp://10.0.0.9:5000", "firewall", 1),
+    (orrb.RendererError("cannot create an OpenGL context (MUJOCO_GL='egl'): eglInitialize failed. On a headless "
+                        "Linux machine install EGL and Mesa"), "cannot create an OpenGL context", "apt-get install", 1),
+    (orrb.RendererError("server tcp://127.0.0.1:5000 failed 4 times: exited with code -9\n  log tail",
+                        server="tcp://127.0.0.1:5000", log_file="/tmp/orrb-x.log"), "failed 4 times", "/tmp/orrb-x.log", 1),
+    (orrb.ConfigError("renderer config x.json: malformed JSON at line 2"), "malformed JSON at line 2", None, 2),
+    (FileNotFoundError("states file not found: s.csv"), "states file not found: s.csv", None, 2),
+    (KeyboardInterrupt(), "interrupted", None, 130),
+    (ZeroDivisionError("boom"), "unexpected ZeroDivisionError: boom", "--debug", 1),
+])
+def test_every_failure_reads_as_one_line_with_what_to_do(error, message, hint, status):
+    from orrb.cli.failures import explain
+
+    failure = explain(error)
+    assert "\n" not in failure.message and message in failure.message
+    assert (failure.hint is None) if hint is None else (hint in failure.hint and "\n" not in failure.hint)
+    assert failure.status == status

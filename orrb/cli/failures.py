@@ -77,7 +77,8 @@ def _explain_renderer_error(error: RendererError) -> Failure:
     if _GL_FAILURE.search(text):
         reason = first.split(". On a headless")[0]
         return Failure(f"rendering cannot start: {reason}", f"install the GL libraries: {apt_line()}", 1)
-    if where and re.search(r"no answer|did not answer|not answer|timed out|timeout", text, re.I):
+    if where and re.search(r"answer|timed out|timeout|unreachable|refused", text, re.I) \
+            and not re.search(r"exited with code|killed by signal", text):
         hint = "check that a server listens there ('orrb serve --port PORT' on that machine) and that no firewall blocks it"
         if os.environ.get("ORRB_SECRET"):
             hint += ", then that it uses the same secret as ORRB_SECRET here"

@@ -17,19 +17,24 @@ import orrb
 from orrb.wrappers.sb3 import make_sb3_vec
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The docstring as written, and every option's default."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--timesteps", type=int, default=100_000, help="total env steps to train for")
     parser.add_argument("--envs", type=int, default=4, help="number of envs (subprocesses)")
     parser.add_argument("--renderer", choices=["remote", "local"], default="remote", help="render pool or in-process")
     parser.add_argument("--servers", type=int, default=2, help="render servers in the pool (--renderer remote)")
     parser.add_argument("--size", type=int, default=64, help="image width and height (>= 36 for SB3's CNN)")
     parser.add_argument("--cameras", default="vision_cam_left,vision_cam_right,vision_cam_top", help="comma-separated")
-    parser.add_argument("--randomize", choices=["episode", "step"], default="episode")
+    parser.add_argument("--randomize", choices=["episode", "step"], default="episode",
+                        help="one randomization draw per episode or per step")
     parser.add_argument("--n-steps", type=int, default=256, help="PPO rollout length per env")
     parser.add_argument("--logdir", default="runs/ppo_dactyl", help="tensorboard log folder")
     parser.add_argument("--save", default=None, help="where to save the trained model (.zip)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the envs, the renders and PPO")
     args = parser.parse_args()
 
     from stable_baselines3 import PPO

@@ -267,7 +267,7 @@ def test_missing_libegl_leaves_help_working_and_says_which_package_to_install(tm
     assert help_proc.returncode == 0 and "demo" in help_proc.stdout, help_proc.stderr
     proc = run_orrb("demo", "--out", "d.png", cwd=tmp_path, PYTHONPATH=site, MUJOCO_GL="egl")
     lines = assert_one_line_failure(proc, "demo", "libEGL")
-    assert len(lines) == 2 and "apt-get install libegl1" in lines[1]
+    assert len(lines) == 2 and "apt-get install -y libegl1" in lines[1]
     assert not (tmp_path / "d.png").exists()
 
 

@@ -105,7 +105,7 @@ def _option_blocks(help_text: str) -> dict[str, str]:
     return blocks
 
 
-@pytest.mark.parametrize("name", ["quickstart.py", "batch_demo.py", "train_vision.py"])
+@pytest.mark.parametrize("name", [os.path.basename(path) for path in SCRIPTS])
 def test_example_help_shows_every_default(name, tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)

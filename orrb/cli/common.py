@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import sys
 from collections.abc import Sequence
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "make_renderer",
     "nonneg_int",
     "positive_int",
-    "status",
 ]
 
 
@@ -63,7 +61,7 @@ SYSTEM_PACKAGES = {
 def apt_line(backend: str | None = None) -> str:
     """The ``apt-get install`` line for the GL backend ``backend`` (default: ``$MUJOCO_GL``)."""
     backend = (backend or os.environ.get("MUJOCO_GL") or "egl").lower()
-    return "sudo apt-get install " + " ".join(SYSTEM_PACKAGES.get(backend, SYSTEM_PACKAGES["egl"]))
+    return "sudo apt-get install -y " + " ".join(SYSTEM_PACKAGES.get(backend, SYSTEM_PACKAGES["egl"]))
 
 
 def import_gl():
@@ -275,6 +273,3 @@ def make_renderer(args, config, renderer_config=None):
         renderer.shutdown()
         raise
 
-
-def status(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

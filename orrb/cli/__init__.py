@@ -32,8 +32,9 @@ from orrb.cli import dataset, demo, render, serve
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-# The subcommands in the order 'orrb --help' lists them. ``serve`` passes its arguments to
-# the render server unparsed (see main).
+# The subcommands in the order 'orrb --help' lists them. A new one is a module of this folder
+# with add_parser(subparsers) and run(args) -> int, imported above and added here. ``serve``
+# passes its arguments to the render server unparsed (see main).
 SUBCOMMANDS = (demo, render, dataset, serve)
 
 

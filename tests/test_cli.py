@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -279,9 +280,9 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if stable-baselines3 were not installed
-    monkeypatch.delitem(sys.modules, "orrb.wrappers.sb3", raising=False)
+    monkeypatch.delitem(sys.modules, "orrb.wrappers.sb3", raising=False)  # imported afresh (restored after)
     with pytest.raises(ModuleNotFoundError, match=r'pip install "orrb\[rl\]"') as error:
-        orrb.wrappers.make_sb3_vec  # noqa: B018
+        importlib.import_module("orrb.wrappers.sb3")
     assert error.value.name == "stable_baselines3"
     from orrb.cli.failures import explain
 

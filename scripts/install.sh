@@ -111,12 +111,13 @@ py=.venv/bin/python
 # -- 3. orrb -----------------------------------------------------------------------------------
 say "installing orrb into $where"
 "$py" -m pip install -q "pip>=21.3"   # editable installs of a pyproject.toml project (PEP 660)
+# editable (-e): the checkout is the installed code, so edits and `git pull` need no reinstall
 if [ "$test_extras" -eq 1 ]; then
     # torch first: stable-baselines3 asking pip for torch would pull a multi-GB CUDA build;
     # 2.13.0 is the CPU build the test machines keep on local disk.
     "$py" -c "import torch" >/dev/null 2>&1 || "$py" -m pip install -q torch==2.13.0
     "$py" -m pip install -q -e ".[test]"
 else
-    "$py" -m pip install -q .
+    "$py" -m pip install -q -e .
 fi
 say "done: orrb is in $where; next: .venv/bin/orrb demo"

@@ -122,10 +122,12 @@ def test_readme_first_command_works_without_python_apt_get_or_an_active_venv(tmp
     assert os.path.isfile(os.path.join(repo, ".venv", "pyvenv.cfg")) and not os.path.islink(os.path.join(repo, ".venv"))
     assert "new virtual environment .venv" in output
     assert os.path.getsize(os.path.join(repo, "orrb_demo.png")) > 10_000
-    # the venv's orrb is this copy's, not the one the tests import
+    # the venv's orrb is this copy (an editable install), not the one the tests import
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     where = subprocess.run([os.path.join(repo, ".venv", "bin", "python"), "-c", "import orrb; print(orrb.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert where.stdout.strip().startswith(os.path.join(repo, ".venv")), where.stdout + where.stderr
+                           cwd=elsewhere, capture_output=True, text=True, env=env)
+    assert where.stdout.strip() == os.path.join(repo, "orrb", "__init__.py"), where.stdout + where.stderr
 
 
 @needs_base_dependencies

@@ -139,18 +139,21 @@ def main() -> int:
 
         # 3. in this process: the image stage (post-processing) overlapped with drawing vs after it
         try:
-            from orrb.engine import RenderEngine
+            from orrb.engine import EngineOptions, RenderEngine
 
             overlap: dict = {}
             for size in ([128] if args.quick else [128, 200]):
-                with RenderEngine(_common.dactyl_config(size, config_path)) as engine:
-                    summary["gl_hardware"] = engine._gpu
+                config = _common.dactyl_config(size, config_path)
+                with RenderEngine(config, options=EngineOptions(image_overlap=False)) as inline, \
+                        RenderEngine(config, options=EngineOptions(image_overlap=True)) as overlapped:
+                    engines = {"inline": inline, "overlapped": overlapped}
+                    summary["gl_hardware"] = overlapped.gl_hardware
                     seeds = np.arange(len(states), dtype=np.uint64)
-                    engine.render(states, seeds)
+                    for engine in engines.values():
+                        engine.render(states, seeds)
                     times: dict = {"inline": [], "overlapped": []}
                     for _ in range(3):
-                        for label, flag in (("inline", False), ("overlapped", True)):
-                            engine._image_overlap = flag
+                        for label, engine in engines.items():
                             start = time.perf_counter()
                             engine.render(states, seeds)
                             times[label].append(time.perf_counter() - start)

@@ -44,7 +44,7 @@ class RenderSettings:
 class RemoteRendererConfig:
     """What a renderer renders: the scene, the cameras, the image size and modalities.
 
-    Fields (SPEC §3) and defaults: ``camera_names=[]``, ``image_width=100``,
+    Fields and defaults: ``camera_names=[]``, ``image_width=100``,
     ``image_height=100``, ``renderer_version=None`` (any backend), ``model_xml_path``,
     ``model_mapping_path`` (None: the request's qpos is the model's full qpos),
     ``renderer_config_path`` (None: no components), ``asset_basedir='.'`` (relative
@@ -214,11 +214,20 @@ class ComponentSpec:
 
 
 class RendererConfig:
-    """The component chain, in the original ORRB JSON format (SPEC §6).
+    """The component chain, in the original ORRB JSON format.
 
-    ``{"components": [{"type": ..., "name": ..., "path": ..., "config": {...}}]}``
+    ``{"frame": "mujoco", "components": [{"type": ..., "name": ..., "path": ..., "config": {...}}]}``
     where ``config`` holds the nine typed maps (``floatProperties``, ... or their
     snake_case spellings). Components run in list order for every entry.
+
+    ``"frame"`` says in which frame the file's vectors are written: ``"mujoco"`` (MuJoCo's
+    world, z up: what orrb writes) or ``"unity"`` (the original renderer's, y up,
+    left-handed). A file without it is the original's and is read as ``"unity"``: its
+    world points (``LightingRig.target``, ``CameraRandomizer.orbit_center``,
+    ``LookAt.target_offset``) and camera-frame offsets (``CameraCalibrator``) are
+    converted on load (:mod:`orrb.frames`), so the original's files mean what they meant.
+    In memory every value is in MuJoCo's frame; ``conversion`` lists what was converted;
+    ``save`` and ``to_json`` always write ``"frame": "mujoco"``.
 
     Example::
 
@@ -231,6 +240,9 @@ class RendererConfig:
     def __init__(self, components: list[ComponentSpec] | None = None, source: str | None = None):
         self.components: list[ComponentSpec] = []
         self.source = source
+        #: properties converted from the original's frame on load (``orrb.frames.Change``);
+        #: empty for a config built in code or read in MuJoCo's frame.
+        self.conversion: list = []
         for spec in components or []:
             self._append(spec)
 
@@ -252,7 +264,11 @@ class RendererConfig:
 
     @classmethod
     def from_json(cls, data: str | dict, source: str | None = None) -> RendererConfig:
-        """Builds a config from a JSON string or the parsed dict."""
+        """Builds a config from a JSON string or the parsed dict.
+
+        A top-level ``"frame"`` of ``"unity"``, or none, means the original's frame: its
+        frame-dependent values are converted to MuJoCo's (see the class docstring).
+        """
         where = f"renderer config {source}" if source else "renderer config"
         if isinstance(data, (str, bytes)):
             try:
@@ -261,8 +277,17 @@ class RendererConfig:
                 raise ConfigError(f"{where}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
         if not isinstance(data, dict) or not isinstance(data.get("components", None), list):
             raise ConfigError(f'{where}: expected an object {{"components": [...]}}, got {str(data)[:80]!r}')
+        from orrb import frames
         from orrb.components.base import registry
-        from orrb.components.properties import parse_sections
+        from orrb.components.properties import parse_sections, property_specs
+
+        frame = data.get("frame", frames.UNITY)
+        if frame not in frames.FRAMES:
+            raise ConfigError(f"{where}: 'frame' must be one of {list(frames.FRAMES)} (none means {frames.UNITY!r}, "
+                              f"the original renderer's), got {frame!r}")
+        unknown_top = set(data) - {"frame", "components"}
+        if unknown_top:
+            raise ConfigError(f"{where}: unknown top-level keys {sorted(unknown_top)}; accepted: frame, components")
 
         known = registry()
         config = cls(source=source)
@@ -284,6 +309,16 @@ class RendererConfig:
                 raise ConfigError(f"{where}: component #{i}: 'name' and 'path' must be strings")
             spec = ComponentSpec(type_name, name, path, where=where)
             spec.properties = parse_sections(known[type_name].Properties, entry.get("config"), spec.where)
+            if frame == frames.UNITY:
+                specs = property_specs(known[type_name].Properties)
+                for prop_name, value in spec.properties.items():
+                    tag = specs[prop_name].frame
+                    if tag is None:
+                        continue
+                    converted = frames.to_mujoco(tag, specs[prop_name].kind, value)
+                    spec.properties[prop_name] = converted
+                    if converted != value:
+                        config.conversion.append(frames.Change(name, type_name, prop_name, tag, value, converted))
             config._append(spec, where)
         return config
 
@@ -329,11 +364,13 @@ class RendererConfig:
         return f"RendererConfig({[f'{c.type}:{c.name}' for c in self.components]})"
 
     def copy(self) -> RendererConfig:
-        return RendererConfig.from_json(self.to_json(), source=self.source)
+        out = RendererConfig.from_json(self.to_json(), source=self.source)
+        out.conversion = list(self.conversion)
+        return out
 
     def merged(self, update: RendererConfig) -> RendererConfig:
         """The config after ``update()`` with ``update``: same-named components get the given
-        properties merged in, new names are appended (SPEC §6)."""
+        properties merged in, new names are appended."""
         out = self.copy()
         for spec in update.components:
             if spec.name in out:
@@ -351,7 +388,8 @@ class RendererConfig:
 
     # -- serialization -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"components": [c.to_json() for c in self.components]}
+        """The JSON object, in MuJoCo's frame: ``{"frame": "mujoco", "components": [...]}``."""
+        return {"frame": "mujoco", "components": [c.to_json() for c in self.components]}
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.renderer import RendererBase, RendererInfo
 from orrb.request import Request
+
+if TYPE_CHECKING:
+    from orrb.engine import EngineOptions
 
 __all__ = ["LocalRenderer"]
 
@@ -26,6 +30,7 @@ class LocalRenderer(RendererBase):
     Args:
         config: what to render (:class:`orrb.RemoteRendererConfig`).
         renderer_config: a component chain overriding ``config.renderer_config_path``.
+        engine_options: how the engine schedules its work (:class:`orrb.engine.EngineOptions`).
 
     Example::
 
@@ -35,9 +40,11 @@ class LocalRenderer(RendererBase):
         result['vision_cam_left_depth']      # float32 [B, H, W] (render_depth)
     """
 
-    def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None):
+    def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None,
+                 engine_options: EngineOptions | None = None):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._engine = None
+        self._engine_options = engine_options
         super().__init__(config, renderer_config)
 
     def _start(self) -> RendererInfo:
@@ -45,7 +52,8 @@ class LocalRenderer(RendererBase):
 
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orrb-local")
         try:
-            engine = executor.submit(RenderEngine, self.config, self._initial_renderer_config).result()
+            engine = executor.submit(RenderEngine, self.config, self._initial_renderer_config,
+                                     self._engine_options).result()
         except BaseException:
             executor.shutdown(wait=True)
             raise
@@ -75,11 +83,6 @@ class LocalRenderer(RendererBase):
             return self._engine_info()
 
         return self._executor.submit(apply).result()
-
-    def _engine_call(self, fn, *args):
-        # Transitional: tests still reach the engine this way; removed once they use public API.
-        self.start()
-        return self._executor.submit(fn, self._engine, *args).result()
 
     def __del__(self):
         if getattr(self, "_engine", None) is not None:

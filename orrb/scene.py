@@ -9,14 +9,51 @@ import numpy as np
 
 from orrb.errors import ConfigError, did_you_mean
 
-__all__ = ["Mapping", "load_spec", "segmentation_classes"]
+__all__ = ["JOINT_WIDTH", "Mapping", "load_spec", "read_mapping", "segmentation_classes"]
 
-_JOINT_WIDTH = {
+#: qpos values per joint type (``int(mujoco.mjtJoint)`` -> width): free 7, ball 4, slide and hinge 1.
+JOINT_WIDTH: dict[int, int] = {
     int(mujoco.mjtJoint.mjJNT_FREE): 7,
     int(mujoco.mjtJoint.mjJNT_BALL): 4,
     int(mujoco.mjtJoint.mjJNT_SLIDE): 1,
     int(mujoco.mjtJoint.mjJNT_HINGE): 1,
 }
+
+
+def read_mapping(path: str) -> list[tuple[int, str, int]]:
+    """Reads a mapping file: one ``joint_name, index`` per line (blank lines and ``#`` comments skipped).
+
+    Returns:
+        ``[(line_number, joint_name, index), ...]`` in file order.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: a malformed line, a negative index or a joint mapped twice (naming file and line).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"mapping file not found: {path}")
+    rows: list[tuple[int, str, int]] = []
+    seen: dict[str, int] = {}
+    with open(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) != 2:
+                raise ConfigError(f"mapping {path}:{lineno}: expected 'joint_name, index', got {line!r}")
+            name, index_text = parts
+            try:
+                index = int(index_text)
+            except ValueError:
+                raise ConfigError(f"mapping {path}:{lineno}: index {index_text!r} is not an int") from None
+            if index < 0:
+                raise ConfigError(f"mapping {path}:{lineno}: index must be >= 0, got {index}")
+            if name in seen:
+                raise ConfigError(f"mapping {path}:{lineno}: joint {name!r} already mapped on line {seen[name]}")
+            seen[name] = lineno
+            rows.append((lineno, name, index))
+    return rows
 
 
 def load_spec(xml_path: str) -> mujoco.MjSpec:
@@ -42,7 +79,7 @@ def compile_spec(spec: mujoco.MjSpec, xml_path: str) -> mujoco.MjModel:
 
 
 class Mapping:
-    """Where each joint's values sit in a request's qpos (SPEC §5), compiled to index arrays.
+    """Where each joint's values sit in a request's qpos, compiled to index arrays.
 
     The mapping file has one line per joint, ``joint_name, index``; blank lines and
     lines starting with ``#`` are skipped. Joints not in the mapping keep their
@@ -66,45 +103,25 @@ class Mapping:
                                                                                mujoco.mjtJoint.mjJNT_BALL)]
             self.quat_dst = np.array(quat_starts, dtype=int)
             return
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"mapping file not found: {path}")
         src, dst, quat_dst, columns = [], [], [], 0
-        seen: dict[str, int] = {}
         joint_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or "" for j in range(model.njnt)]
-        with open(path) as f:
-            for lineno, raw in enumerate(f, 1):
-                line = raw.strip()
-                if not line or line.startswith("#"):
-                    continue
-                parts = [p.strip() for p in line.split(",")]
-                if len(parts) != 2:
-                    raise ConfigError(f"mapping {path}:{lineno}: expected 'joint_name, index', got {line!r}")
-                name, index_text = parts
-                try:
-                    index = int(index_text)
-                except ValueError:
-                    raise ConfigError(f"mapping {path}:{lineno}: index {index_text!r} is not an int") from None
-                if index < 0:
-                    raise ConfigError(f"mapping {path}:{lineno}: index must be >= 0, got {index}")
-                jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
-                if jid < 0:
-                    raise ConfigError(
-                        f"mapping {path}:{lineno}: the model has no joint {name!r}"
-                        f"{did_you_mean(name, joint_names)}"
-                    )
-                if name in seen:
-                    raise ConfigError(f"mapping {path}:{lineno}: joint {name!r} already mapped on line {seen[name]}")
-                seen[name] = lineno
-                jtype = int(model.jnt_type[jid])
-                width = _JOINT_WIDTH[jtype]
-                adr = model.jnt_qposadr[jid]
-                src.extend(range(index, index + width))
-                dst.extend(range(adr, adr + width))
-                if jtype == mujoco.mjtJoint.mjJNT_BALL:
-                    quat_dst.append(adr)
-                elif jtype == mujoco.mjtJoint.mjJNT_FREE:
-                    quat_dst.append(adr + 3)
-                columns = max(columns, index + width)
+        for lineno, name, index in read_mapping(path):
+            jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            if jid < 0:
+                raise ConfigError(
+                    f"mapping {path}:{lineno}: the model has no joint {name!r}"
+                    f"{did_you_mean(name, joint_names)}"
+                )
+            jtype = int(model.jnt_type[jid])
+            width = JOINT_WIDTH[jtype]
+            adr = model.jnt_qposadr[jid]
+            src.extend(range(index, index + width))
+            dst.extend(range(adr, adr + width))
+            if jtype == mujoco.mjtJoint.mjJNT_BALL:
+                quat_dst.append(adr)
+            elif jtype == mujoco.mjtJoint.mjJNT_FREE:
+                quat_dst.append(adr + 3)
+            columns = max(columns, index + width)
         if not src:
             raise ConfigError(f"mapping {path}: maps no joint")
         self.src = np.array(src, dtype=int)
@@ -130,7 +147,7 @@ class Mapping:
 
 
 def segmentation_classes(model: mujoco.MjModel) -> tuple[np.ndarray, list[str]]:
-    """Segmentation class of every geom (COMPONENTS.md "Framework").
+    """Segmentation class of every geom.
 
     Every geom whose name has a ``prefix:`` belongs to that prefix's class; the
     distinct prefixes, sorted, are numbered from 1; other geoms are 0. If no geom

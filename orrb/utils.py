@@ -4,6 +4,12 @@
   in the repository and after a regular ``pip install .``).
 - ``build_server_configs(...)``: ``[gpu, port]`` pairs for ``RemoteRenderer``.
 - ``depth_to_image``, ``normals_to_image``, ``segmentation_to_image``: uint8 pictures.
+- The original renderer's helpers, same names and arguments, so code written against it
+  runs: ``build_batch``, ``render_depth``, ``render_normals``, ``render_segmentation``,
+  ``read_depth_image``, ``read_normals_image``, ``read_rgba_image``,
+  ``read_segmentation_image``, ``renderer_closer``, ``setup_logging``. Where orrb's outputs
+  mean something else (depth in metres, not normalised; row 0 is the top of the image,
+  the original's was the bottom) their docstrings say so.
 """
 
 from __future__ import annotations
@@ -14,12 +20,22 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "build_batch",
     "build_server_configs",
     "free_base_port",
     "depth_to_image",
     "normals_to_image",
     "package_relative_path",
+    "read_depth_image",
+    "read_normals_image",
+    "read_rgba_image",
+    "read_segmentation_image",
+    "render_depth",
+    "render_normals",
+    "render_segmentation",
+    "renderer_closer",
     "segmentation_to_image",
+    "setup_logging",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -153,3 +169,128 @@ def segmentation_to_image(segmentation: np.ndarray) -> np.ndarray:
     """Turns class ids ``uint8 [..., H, W]`` into colours ``uint8 [..., H, W, 3]`` (0 = black)."""
     seg = np.asarray(segmentation)
     return _PALETTE[seg % len(_PALETTE)]
+
+
+# -- the original renderer's helpers ---------------------------------------------------------------
+def build_batch(states: np.ndarray, seed: int) -> dict:
+    """A render request for ``states`` ``float [B, K]`` (one row per entry, columns as the
+    mapping file says): ``{'qpos': states, 'seed': seed}``; entry ``i`` renders with
+    ``seed + i``. Same as the original's."""
+    return {"qpos": states, "seed": seed}
+
+
+def _from_bytes(data: bytes, dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what}: expected raw image bytes, got {type(data).__name__}")
+    itemsize = np.dtype(dtype).itemsize
+    if len(data) % itemsize:
+        raise ValueError(f"{what}: {len(data)} bytes is not a whole number of {np.dtype(dtype).name} values")
+    array = np.frombuffer(data, dtype=dtype)
+    expected = int(np.prod([d for d in shape if d != -1]))
+    if -1 in shape and array.size % expected == 0 and array.size:
+        return array.reshape(shape)
+    if -1 not in shape and array.size == expected:
+        return array.reshape(shape)
+    raise ValueError(f"{what}: {len(data)} bytes do not make an image of shape {shape} "
+                     f"({np.dtype(dtype).name}, {np.dtype(dtype).itemsize} bytes per value)")
+
+
+def read_depth_image(data: bytes, w: int, h: int) -> np.ndarray:
+    """Raw float32 bytes to depth ``float32 [h, w]`` (a read-only view), as the original.
+
+    orrb's depth is in metres along the camera axis, 0 where nothing was hit; the
+    original's was normalised to [0, 1]. Row 0 is the top of the image in orrb.
+    """
+    return _from_bytes(data, np.float32, (h, w), "read_depth_image")
+
+
+def read_normals_image(data: bytes, w: int, h: int) -> np.ndarray:
+    """Raw float32 bytes to normals ``float32 [h, w, 3]`` (camera frame encoded in [0, 1])."""
+    return _from_bytes(data, np.float32, (h, w, 3), "read_normals_image")
+
+
+def read_rgba_image(data: bytes, w: int, h: int) -> np.ndarray:
+    """Raw uint8 bytes to an image ``uint8 [h, w, C]`` (C = 3 or 4 from the byte count).
+
+    Row 0 is the top of the image in orrb (the original's first row was the bottom: it
+    flipped images for display with ``np.flipud``; orrb's need no flip).
+    """
+    return _from_bytes(data, np.uint8, (h, w, -1), "read_rgba_image")
+
+
+def read_segmentation_image(data: bytes, w: int, h: int) -> np.ndarray:
+    """Raw uint8 bytes to class ids ``uint8 [h, w]`` (0 = background)."""
+    return _from_bytes(data, np.uint8, (h, w), "read_segmentation_image")
+
+
+def render_depth(image: np.ndarray) -> np.ndarray:
+    """Depth ``float [..., H, W]`` to a grey picture ``uint8 [..., H, W, 3]``: near dark, far
+    bright, as the original drew its normalised depth (``depth * 255``).
+
+    orrb's depth is in metres, so each picture is scaled by its largest depth first (a
+    depth already in [0, 1] is drawn as the original did); where nothing was hit (0) is
+    white, like the original's far plane.
+    """
+    depth = np.asarray(image, dtype=np.float32)
+    hit = depth > 0
+    peak = np.where(hit, depth, 0).max(axis=(-2, -1), keepdims=True) if depth.ndim >= 2 else depth.max()
+    scale = np.where(peak > 1.0, peak, 1.0)
+    value = np.where(hit, np.clip(depth / scale, 0.0, 1.0), 1.0)
+    return np.repeat((value * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def render_normals(image: np.ndarray) -> np.ndarray:
+    """Normals encoded in [0, 1] ``float [..., H, W, 3]`` to ``uint8 [..., H, W, 3]``
+    (``normals * 255``, clipped), as the original."""
+    return (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+# The original's 8 colours: class i is (bit 0, bit 1, bit 2) of i as (r, g, b) at 0 or 255.
+_BIT_COLORS = (((np.arange(8)[:, None] >> np.arange(3)) & 1) * 255).astype(np.uint8)
+
+
+def render_segmentation(image: np.ndarray) -> np.ndarray:
+    """Class ids ``uint8 [..., H, W]`` to colours ``uint8 [..., H, W, 3]``, as the original:
+    class ``i < 8`` gets the colour whose (r, g, b) are bits 0, 1, 2 of ``i`` (0 black,
+    1 red, 2 green, 3 yellow, ...). The original refused 8 classes or more; orrb draws
+    classes from 8 on with the palette of :func:`segmentation_to_image`.
+    """
+    seg = np.asarray(image)
+    if seg.dtype.kind not in "iu":
+        raise TypeError(f"render_segmentation: class ids must be integers, got dtype {seg.dtype}")
+    lut = np.concatenate([_BIT_COLORS, _PALETTE[np.arange(8, 256) % len(_PALETTE)]])
+    return lut[np.clip(seg, 0, 255).astype(np.intp)]
+
+
+def renderer_closer(renderer) -> None:
+    """Shuts ``renderer`` down (its ``shutdown()``), as the original; handy with ``atexit``."""
+    renderer.shutdown()
+
+
+def setup_logging() -> None:
+    """Logs INFO (DEBUG when the environment has ``DEBUG=1``) to stderr with timestamps, as
+    the original; under MPI with more than one rank, each line carries ``<rank>``.
+
+    The original asked mpi4py for the rank; orrb reads it from the MPI launcher's
+    environment (Open MPI, MPICH/PMI, Slurm), so mpi4py is not needed.
+    """
+    import logging
+    import sys
+
+    def env_int(*names: str) -> int | None:
+        for name in names:
+            value = os.environ.get(name)
+            if value is not None and value.strip().isdigit():
+                return int(value)
+        return None
+
+    rank = env_int("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID") or 0
+    size = env_int("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS") or 1
+    handler = logging.StreamHandler(sys.stderr)
+    tag = f" <{rank}>" if size > 1 else ""
+    handler.setFormatter(logging.Formatter(fmt=f"%(asctime)s.%(msecs)03d{tag} %(levelname)s: %(message)s",
+                                           datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if os.getenv("DEBUG", "0") == "1" else logging.INFO)
+    root.handlers.clear()
+    root.addHandler(handler)

@@ -16,12 +16,15 @@ Runs from any working directory; output is deterministic for a given seed and co
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XML = os.path.join(ROOT, "assets", "dactyl.xml")
 MAPPING = os.path.join(ROOT, "assets", "dactyl.mapping")
+if ROOT not in sys.path:  # the package's own mapping parser and joint table, also from a checkout
+    sys.path.insert(0, ROOT)
 
 # Fraction of each joint's range that is used, as (low, high) fractions of [lo, hi].
 RELAXED = {
@@ -41,26 +44,15 @@ def _fraction(joint):
     return RELAXED[short[-2:]]
 
 
-def read_mapping(path):
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                name, idx = [s.strip() for s in line.split(",")]
-                rows.append((name, int(idx)))
-    return rows
-
-
 def make_states(count, seed):
     import mujoco
 
+    from orrb.scene import JOINT_WIDTH, Mapping, read_mapping
+
     model = mujoco.MjModel.from_xml_path(XML)
     data = mujoco.MjData(model)
-    mapping = read_mapping(MAPPING)
-    width = {int(mujoco.mjtJoint.mjJNT_HINGE): 1, int(mujoco.mjtJoint.mjJNT_SLIDE): 1,
-             int(mujoco.mjtJoint.mjJNT_BALL): 4, int(mujoco.mjtJoint.mjJNT_FREE): 7}
-    ncol = max(i + width[int(model.joint(n).type[0])] for n, i in mapping)
+    mapping = [(name, index) for _, name, index in read_mapping(MAPPING)]
+    ncol = Mapping(model, MAPPING).columns
     rng = np.random.default_rng(seed)
 
     palm = model.body("robot0:palm").id
@@ -98,7 +90,7 @@ def make_states(count, seed):
                 states[k, idx:idx + 4] = quat
     header = []
     for name, idx in mapping:
-        if int(model.joint(name).type[0]) == int(mujoco.mjtJoint.mjJNT_BALL):
+        if JOINT_WIDTH[int(model.joint(name).type[0])] == 4:  # a ball joint's quaternion
             header += [f"{name}.{c}" for c in "wxyz"]
         else:
             header.append(name)

@@ -43,7 +43,8 @@ def demo_config_arg() -> str:
 
 
 @pytest.mark.parametrize("command, options", [
-    ([], ["demo", "render", "dataset", "serve", "--debug"]),
+    ([], ["demo", "render", "dataset", "serve", "config", "--debug"]),
+    (["config", "convert"], ["IN", "OUT"]),
     (["demo"], ["--out", "--seeds", "--first-seed", "--state", "--config", "--cameras", "--size", "--workers",
                 "--servers", "--start-timeout", "--debug"]),
     (["render"], ["STATES", "--out", "--format", "--seed", "--batch-size", "--depth", "--normals", "--segmentation"]),

@@ -1,5 +1,6 @@
-"""Every randomizer: changes the pixels it should, draws in range, reproduces by seed,
-and draws independently of other components' settings (SPEC §4, COMPONENTS.md)."""
+"""Every randomizer: changes the pixels it should, draws in range, reproduces by seed, and
+draws independently of other components' settings (each draws from its own stream, derived
+from the entry's seed and the component's name)."""
 
 from __future__ import annotations
 

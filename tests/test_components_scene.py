@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 import pytest
 
 import orrb
+from orrb.components.base import BatchContext, EntryContext, Frames, SceneContext
+from orrb.components.camera_randomizer import CameraRandomizer
 from orrb.components.post_processing_randomizer import PostProcessingRandomizer
 from orrb.config import ComponentSpec, RendererConfig
 from orrb.errors import ConfigError
+from orrb.scene import compile_spec, load_spec
 
 CAM = "vision_cam_left"
 
@@ -35,29 +39,25 @@ def test_camera_randomizer_with_zero_radii_reproduces_the_unrandomized_image(mak
 
 
 def test_orbit_keeps_the_camera_distance_to_the_orbit_center(make_dactyl_config):
+    """The component on its own model: each run starts from the model's camera pose."""
     center = (1.0, 0.9, 0.2)
     config = make_dactyl_config(camera_names=[CAM])
-    rc = chain(("CameraRandomizer", "cam", {"mode": "Orbit", "orbit_center": center, "emit_values": True}))
-    with orrb.LocalRenderer(config, rc) as r:
-        cid = r.model.camera(CAM).id
-        base = np.array(r.model.cam_pos[cid])
-
-        def poses(engine):
-            from orrb.components.base import EntryContext
-
-            comp = engine.components[0]
-            out = []
-            for seed in range(6):
-                for name, arr in engine._base.items():
-                    np.copyto(getattr(engine.model, name), arr)
-                entry = EntryContext(engine.model, engine.data, {}, engine.camera_ids)
-                entry.rng = np.random.default_rng([seed, comp.stream_key])
-                comp.props = comp.props.__class__(**{**comp.props.__dict__, "emit_values": False})
-                comp.run(entry)
-                out.append(np.array(engine.model.cam_pos[cid]))
-            return out
-
-        positions = r._engine_call(poses)
+    xml = config.resolve(config.model_xml_path)
+    model = compile_spec(load_spec(xml), xml)
+    data = mujoco.MjData(model)
+    cid = model.camera(CAM).id
+    base_pos, base_quat = model.cam_pos.copy(), model.cam_quat.copy()
+    comp = CameraRandomizer("cam", CAM, {"mode": "Orbit", "orbit_center": center})
+    comp.initialize(SceneContext(model, [CAM], 64, 64))
+    positions = []
+    for seed in range(6):
+        model.cam_pos[:], model.cam_quat[:] = base_pos, base_quat
+        entry = EntryContext(model, data, {}, np.array([cid]), BatchContext(1))
+        entry.begin(0, seed)
+        entry.rng = np.random.default_rng([seed, comp.stream_key])
+        comp.run(entry)
+        positions.append(np.array(model.cam_pos[cid]))
+    base = base_pos[cid]
     d0 = np.linalg.norm(base - center)
     dists = [np.linalg.norm(p - center) for p in positions]
     np.testing.assert_allclose(dists, d0, rtol=1e-9)
@@ -67,15 +67,12 @@ def test_orbit_keeps_the_camera_distance_to_the_orbit_center(make_dactyl_config)
 def test_lighting_rig_rebuilds_only_when_the_head_count_changes(make_dactyl_config, dactyl_states):
     config = make_dactyl_config(camera_names=[CAM])
     with orrb.LocalRenderer(config, chain(("LightingRig", "rig", {"light_head_count": 3}))) as r:
-        def model(engine):  # the engine's current model (a rebuild replaces it)
-            return engine.model
-
-        model0 = r._engine_call(model)
+        model0 = r.model  # the renderer's current model (a rebuild replaces it)
         assert model0.nlight == 2 + 3
         r.update(chain(("LightingRig", "rig", {"min_light_height": 0.8, "target": (1.0, 0.9, 0.1)})))
-        assert r._engine_call(model) is model0, "a non-structural change rebuilt the model"
+        assert r.model is model0, "a non-structural change rebuilt the model"
         r.update(chain(("LightingRig", "rig", {"light_head_count": 5})))
-        assert r._engine_call(model).nlight == 2 + 5, "changing light_head_count did not rebuild the lights"
+        assert r.model.nlight == 2 + 5, "changing light_head_count did not rebuild the lights"
         out = r.render_batch({"qpos": dactyl_states[:1], "seed": 0})
     assert out[CAM].mean() > 20
 
@@ -102,18 +99,19 @@ def _image_and_depth():
 
 
 def _post(values: dict, seed: int = 0):
+    """Post-processes a fixed two-entry batch through the component's hooks (no engine)."""
     comp = PostProcessingRandomizer("pp", "", values)
-    comp.begin_batch(2)
-
-    class Entry:
-        pass
-
+    batch = BatchContext(2)
+    comp.begin_batch(batch)
+    entry = EntryContext(None, None, {}, np.zeros(0, dtype=int), batch)
     for i in range(2):
-        e = Entry()
-        e.index, e.rng = i, np.random.default_rng([seed, i])
-        comp.run(e)
+        entry.begin(i, seed)
+        entry.rng = np.random.default_rng([seed, i])
+        comp.run(entry)
     rgb, depth = _image_and_depth()
-    return rgb, comp.apply(rgb.copy(), depth)
+    frames = Frames({CAM: rgb.copy()}, {CAM: depth}, {CAM: np.full(2, 45.0)})
+    comp.end_batch(frames, batch)
+    return rgb, frames.color[CAM]
 
 
 OFF = {"enable_color_grading": False, "enable_bloom": False, "enable_ambient_occlusion": False}

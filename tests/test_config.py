@@ -1,4 +1,4 @@
-"""Configuration objects and every bad input of SPEC §10 that the engine layer sees."""
+"""Configuration objects and every bad input that the engine layer sees."""
 
 from __future__ import annotations
 

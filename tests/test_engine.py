@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import mujoco
 import numpy as np
 import pytest
 
 import orrb
 from conftest import DACTYL_CAMERAS, dactyl_config
+from orrb.components.base import Component, register
+from orrb.components.properties import Properties, prop
+from orrb.engine import EngineOptions, RenderEngine
 
 BOX_XML = """
 <mujoco>
@@ -326,7 +331,7 @@ def test_async_render_delivers_to_queue_and_future(box_scene):
 
 
 def test_renderer_works_from_another_thread_after_a_second_renderer_took_the_context(box_scene):
-    # MEASURED.md trap: a GL context that is no longer current renders black frames
+    # a GL context that is no longer current renders black frames
     with orrb.LocalRenderer(box_config(box_scene)) as first:
         before = first.render_batch({"qpos": [IDENTITY], "seed": 0})["down"]
         with orrb.LocalRenderer(box_config(box_scene, camera_names=["tilted"])) as second:
@@ -376,34 +381,30 @@ def test_depth_of_an_entry_is_bit_identical_alone_or_in_a_batch(dactyl_states):
     np.testing.assert_array_equal(batch["vision_cam_left"][3:], alone["vision_cam_left"])
 
 
-def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_the_whole_batch(dactyl_states,
-                                                                                          monkeypatch):
-    """The engine post-processes chunks of entries as soon as they are drawn, on a worker
-    thread while it draws the next ones; neither chunks nor the thread may change the images."""
-    from orrb import engine as engine_module
-    from orrb.engine import RenderEngine
-
+def test_post_processing_in_chunks_inline_or_overlapped_gives_the_pixels_of_one_thread(dactyl_states):
+    """The engine sets entries up ahead on a worker thread and post-processes chunks of entries
+    as soon as they are drawn, on another worker while it draws the next ones; neither chunks
+    nor threads may change any output against the whole batch on one thread."""
     config = dactyl_config(image_width=48, image_height=48, renderer_config_path="dactyl.renderer_config.json")
     seeds = np.arange(11, dtype=np.uint64)  # 11 entries: with chunks of 4 the last one is partial
-    with RenderEngine(config) as engine:
-        assert engine._gpu is False  # llvmpipe here
-        engine._image_overlap = False
-        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS_CPU", 10**9)
-        whole = engine.render(dactyl_states[:11], seeds)
-        monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS_CPU", 4 * 48 * 48)
-        inline = engine.render(dactyl_states[:11], seeds)
-        engine._image_overlap = True
-        overlapped = engine.render(dactyl_states[:11], seeds)
-    for key in whole:
-        np.testing.assert_array_equal(inline[key], whole[key], err_msg=key)
-        np.testing.assert_array_equal(overlapped[key], whole[key], err_msg=key)
+    chunks_of_4 = 4 * 48 * 48
+
+    def render(options: EngineOptions) -> dict[str, np.ndarray]:
+        with RenderEngine(config, options=options) as engine:
+            return engine.render(dactyl_states[:11], seeds)
+
+    one_thread = render(EngineOptions(setup_ahead=False, image_overlap=False, image_chunk_pixels=10**9))
+    inline = render(EngineOptions(image_overlap=False, image_chunk_pixels=chunks_of_4))
+    overlapped = render(EngineOptions(image_overlap=True, image_chunk_pixels=chunks_of_4))
+    assert sorted(inline) == sorted(one_thread) == sorted(overlapped)
+    for key in one_thread:
+        np.testing.assert_array_equal(inline[key], one_thread[key], err_msg=key)
+        np.testing.assert_array_equal(overlapped[key], one_thread[key], err_msg=key)
 
 
 def test_a_randomized_entry_gives_the_same_outputs_alone_or_set_up_ahead_in_a_batch(dactyl_states):
     """In a batch the engine sets entry i + 1 up (runs the components) on a worker thread
     while entry i draws; an entry rendered alone is set up and drawn on one thread."""
-    from orrb.engine import RenderEngine
-
     config = dactyl_config(image_width=40, image_height=40, render_depth=True, render_normals=True,
                            render_segmentation=True, renderer_config_path="dactyl.renderer_config.json")
     seeds = np.array([3, 1, 4, 1, 5], dtype=np.uint64)
@@ -428,22 +429,93 @@ def _break_run_on_entry(component, index: int) -> None:
     component.run = failing
 
 
-def _broken_end_batch(frames):
+def _broken_end_batch(frames, batch):
     raise ValueError("end_batch broke")
 
 
+@register
+class FailOnEntry(Component):
+    """A component for these tests: its ``run`` raises ``ValueError`` on entry ``entry``."""
+
+    type_name = "TestFailOnEntry"
+
+    @dataclasses.dataclass(frozen=True)
+    class Properties(Properties):
+        entry: int = prop(-1, "the entry whose run raises (-1: none)")
+
+    def run(self, entry):
+        if entry.index == self.props.entry:
+            raise ValueError(f"{self.type_name} broke on entry {entry.index}")
+
+
 def test_a_component_failing_on_a_later_entry_raises_in_the_caller_and_the_renderer_goes_on(dactyl_states):
-    config = dactyl_config(image_width=32, image_height=32, renderer_config_path="dactyl.renderer_config.json")
-    with orrb.LocalRenderer(config) as renderer:
+    config = dactyl_config(image_width=32, image_height=32)
+    chain = orrb.RendererConfig.load(config.resolve("dactyl.renderer_config.json"))
+    chain.add("TestFailOnEntry", "fail")
+    with orrb.LocalRenderer(config, renderer_config=chain) as renderer:
         expected = renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
-        tracker = next(c for c in renderer._engine.components if c.type_name == "Tracker")
-        _break_run_on_entry(tracker, 2)
+        failing = orrb.RendererConfig()
+        failing.add("TestFailOnEntry", "fail", entry=2)
+        renderer.update(failing)
         with pytest.raises(ValueError, match="entry 2"):
             renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
-        del tracker.run
+        healed = orrb.RendererConfig()
+        healed.add("TestFailOnEntry", "fail", entry=-1)
+        renderer.update(healed)
         again = renderer.render_batch({"qpos": dactyl_states[:4], "seed": 2})
     for key in expected:
         np.testing.assert_array_equal(again[key], expected[key], err_msg=key)
+
+
+@register
+class MarkByDraw(Component):
+    """A component for these tests: draws a grey level per entry in ``run`` (also emitted as
+    stream ``mark``) and paints pixel (0, 0) of every camera with it in ``end_batch``."""
+
+    type_name = "TestMarkByDraw"
+
+    def streams(self):
+        return {"mark": (np.uint8, 1)}
+
+    def begin_batch(self, batch):
+        batch.keep(self, np.zeros(batch.size, np.uint8))
+
+    def run(self, entry):
+        level = entry.rng.integers(0, 256)
+        entry.batch.draws(self)[entry.index] = level
+        entry.emit("mark", [level])
+
+    def end_batch(self, frames, batch):
+        for color in frames.color.values():
+            color[:, 0, 0, :3] = batch.draws(self)[frames.entries, None]
+
+
+def test_a_components_draws_reach_its_image_stage_through_the_batch_context(box_scene):
+    """Draws made in ``run`` (setup thread) arrive in ``end_batch`` (image thread, in chunks)
+    for every entry of the batch they were drawn for."""
+    chain = orrb.RendererConfig()
+    chain.add("TestMarkByDraw", "mark")
+    options = EngineOptions(image_chunk_pixels=2 * 64 * 48)  # chunks of 2 entries on the image worker
+    qpos = np.tile(IDENTITY, (9, 1))
+    with RenderEngine(box_config(box_scene), chain, options) as engine:
+        first = engine.render(qpos, np.arange(9, dtype=np.uint64))
+        second = engine.render(qpos[:5], np.arange(100, 105, dtype=np.uint64))
+    for out, n in ((first, 9), (second, 5)):
+        marks = out["mark"][:, 0]
+        assert out["down"].shape[0] == n and len(np.unique(marks)) > 1
+        np.testing.assert_array_equal(out["down"][:, 0, 0], np.repeat(marks[:, None], 3, axis=1))
+
+
+def test_component_hooks_have_defaults_on_the_base_class():
+    from orrb.components import BatchContext, registry
+
+    known = registry()
+    hide = known["Hide"]("hide")
+    assert not hide.has_image_stage() and hide.needs_depth is False
+    hide.begin_batch(BatchContext(3))  # a no-op
+    assert known["PostProcessingRandomizer"].has_image_stage() and MarkByDraw.has_image_stage()
+    with pytest.raises(KeyError, match="Hide 'hide' kept no draws"):
+        BatchContext(3).draws(hide)
 
 
 def test_an_empty_batch_gives_empty_arrays_with_components(dactyl_states):
@@ -456,19 +528,15 @@ def test_an_empty_batch_gives_empty_arrays_with_components(dactyl_states):
 
 
 @pytest.mark.parametrize("stage", ["run", "end_batch"])
-def test_an_engine_whose_render_failed_on_a_worker_is_freed_when_dropped(dactyl_states, stage, monkeypatch):
+def test_an_engine_whose_render_failed_on_a_worker_is_freed_when_dropped(dactyl_states, stage):
     """A failure on the setup or image worker thread reaches the caller without leaving a
     reference cycle through the engine (the collector could finalize it on any thread, where
     its GL context cannot be made current)."""
     import gc
     import weakref
 
-    from orrb import engine as engine_module
-    from orrb.engine import RenderEngine
-
-    monkeypatch.setattr(engine_module, "_IMAGE_CHUNK_PIXELS_CPU", 4 * 16 * 16)  # chunks of 4 entries
     config = dactyl_config(image_width=16, image_height=16, renderer_config_path="dactyl.renderer_config.json")
-    engine = RenderEngine(config)
+    engine = RenderEngine(config, options=EngineOptions(image_chunk_pixels=4 * 16 * 16))  # chunks of 4 entries
     alive = weakref.ref(engine)
     component = next(c for c in engine.components if c.type_name == "PostProcessingRandomizer")
     if stage == "run":
@@ -495,8 +563,6 @@ def test_an_interrupted_render_leaves_no_setup_running(dactyl_states, monkeypatc
     once that setup is done, so no setup can touch the model of a later render."""
     import concurrent.futures
     import time
-
-    from orrb.engine import RenderEngine
 
     config = dactyl_config(image_width=16, image_height=16, renderer_config_path="dactyl.renderer_config.json")
     with RenderEngine(config) as engine:
@@ -532,8 +598,6 @@ def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(da
     ids): it then rendered garbage, fast and without an error."""
     import gc
 
-    from orrb.engine import RenderEngine
-
     config = dactyl_config(camera_names=["vision_cam_left"], image_width=32, image_height=32)
     seeds = np.arange(2, dtype=np.uint64)
     with RenderEngine(config) as reference:
@@ -548,17 +612,19 @@ def test_an_engine_dropped_without_close_leaves_another_engines_frames_intact(da
 
 def test_one_blit_readback_gives_mujocos_colour_and_depth_bits(dactyl_states):
     """The engine reads colour and depth with one resolve blit once it has checked, on its
-    first readback, that this gives mjr_readPixels' bits; forced either way, outputs agree."""
-    from orrb.engine import RenderEngine
-
-    config = dactyl_config(image_width=40, image_height=40, render_depth=True)
+    first readback, that this gives mjr_readPixels' bits; with or without it, outputs agree."""
+    config = dactyl_config(image_width=40, image_height=40, render_depth=True)  # the model has 4x MSAA
     seeds = np.arange(3, dtype=np.uint64)
     with RenderEngine(config) as engine:
+        assert engine.one_blit_readback is None  # not checked before the first readback
         first = engine.render(dactyl_states[:3], seeds)
-        assert engine._one_blit is True  # checked against mjr_readPixels on the first readback
+        assert engine.one_blit_readback is not None  # checked against mjr_readPixels on the first readback
+        if not engine.gl_hardware:
+            assert engine.one_blit_readback is True  # Mesa's resolve gives MuJoCo's bits
         fast = engine.render(dactyl_states[:3], seeds)
-        engine._one_blit = False  # MuJoCo's own readback
+    with RenderEngine(config, options=EngineOptions(one_blit_readback=False)) as engine:
         mujocos = engine.render(dactyl_states[:3], seeds)
+        assert engine.one_blit_readback is False
     for key in first:
         np.testing.assert_array_equal(fast[key], mujocos[key], err_msg=key)
         np.testing.assert_array_equal(first[key], mujocos[key], err_msg=key)
@@ -569,8 +635,6 @@ def test_closing_an_engine_from_a_thread_that_cannot_take_its_context_leaves_oth
     context here; freeing it under this thread's context would delete another engine's
     framebuffer. It warns and leaves the resources allocated instead."""
     import concurrent.futures
-
-    from orrb.engine import RenderEngine
 
     config = dactyl_config(camera_names=["vision_cam_left"], image_width=32, image_height=32)
     seeds = np.arange(2, dtype=np.uint64)

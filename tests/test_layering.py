@@ -2,7 +2,7 @@
 
 The floors, from the bottom (the README's layout section draws the same picture):
 
-0. ``components/``, ``config``, ``scene``, ``request``, ``errors``, ``utils``, ``egl_device``,
+0. ``components/``, ``config``, ``frames``, ``scene``, ``request``, ``errors``, ``utils``, ``egl_device``,
    ``_version``: the vocabulary.
 1. ``renderer`` (the contract and the response layout), ``engine/``.
 2. ``local``, ``dataset``, ``contact_sheet``, ``pool/``: renderers and what reads their output.
@@ -25,7 +25,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "orrb"
 
 FLOORS = {
-    "orrb.components": 0, "orrb.config": 0, "orrb.scene": 0, "orrb.request": 0, "orrb.errors": 0,
+    "orrb.components": 0, "orrb.config": 0, "orrb.frames": 0, "orrb.scene": 0, "orrb.request": 0, "orrb.errors": 0,
     "orrb.utils": 0, "orrb.egl_device": 0, "orrb._version": 0, "orrb.extras": 0,
     "orrb.renderer": 1, "orrb.engine": 1,
     "orrb.local": 2, "orrb.dataset": 2, "orrb.contact_sheet": 2, "orrb.pool": 2,

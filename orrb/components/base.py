@@ -16,13 +16,23 @@ Lifecycle (driven by :class:`orrb.engine.RenderEngine`):
    acts on (as index arrays), cache base values.
 3. ``update(changed)``: properties in ``changed`` were given new values (already
    stored in ``self.props``); rebuild only what they require.
-4. ``run(entry)``: once per batch entry, in entry order; cheap, vectorized over
+4. ``begin_batch(batch)``: once per batch, before the first entry, with the batch's
+   :class:`BatchContext`: keep per-batch draws there (``batch.keep(self, draws)``).
+5. ``run(entry)``: once per batch entry, in entry order; cheap, vectorized over
    geoms/materials/lights. It may run on the engine's setup thread while the previous entry
-   draws, so it writes model and data arrays only and makes no GL calls.
-5. Optional batch hooks: ``begin_batch(n)`` before the first entry; ``end_batch(frames)``
-   for image-space work on the drawn frames (:class:`orrb.engine.Frames`), called on
-   consecutive chunks of entries (``frames.entries``), possibly on a worker thread while
-   later entries are drawn: it must compute every entry independently of the others.
+   draws, so it writes model and data arrays (and its draws in ``entry.batch``) only and
+   makes no GL calls.
+6. ``end_batch(frames, batch)``: image-space work on the drawn frames (:class:`Frames`),
+   called on consecutive chunks of entries (``frames.entries``), possibly on a worker thread
+   while later entries are drawn: it must compute every entry independently of the others,
+   from ``batch.draws(self)``. Only components that override it have an image stage
+   (:meth:`Component.has_image_stage`); ``needs_depth`` says whether it reads
+   ``frames.depth``.
+
+Every hook has a do-nothing default on :class:`Component`. A component's random draws for a
+batch travel from ``run`` (setup thread) to ``end_batch`` (image thread) in the
+:class:`BatchContext` the engine makes per batch, never in the component's own attributes,
+which outlive the batch.
 
 Per-entry state: before every entry the engine restores every per-entry model array
 (colours, materials, lights, cameras, body poses, geom groups...) to the compiled
@@ -44,7 +54,8 @@ import numpy as np
 from orrb.components.properties import Properties, check_values, property_specs
 from orrb.errors import ConfigError, did_you_mean
 
-__all__ = ["Component", "EntryContext", "SceneContext", "Scope", "register", "registry", "split_names"]
+__all__ = ["BatchContext", "Component", "EntryContext", "Frames", "SceneContext", "Scope", "register", "registry",
+           "split_names"]
 
 _REGISTRY: dict[str, type[Component]] = {}
 
@@ -190,19 +201,29 @@ class EntryContext:
             component (derived from the entry seed and the component's name).
         model, data: the MuJoCo model (per-entry arrays restored to base) and data
             (qpos applied, kinematics computed).
+        camera_ids: ``int [C]`` model ids of the rendered cameras, in response order.
+        batch: the batch this entry belongs to (where components keep their per-batch draws).
     """
 
-    __slots__ = ("index", "seed", "rng", "model", "data", "_dirty", "_aux", "camera_ids")
+    __slots__ = ("index", "seed", "rng", "model", "data", "_dirty", "_aux", "camera_ids", "batch")
 
-    def __init__(self, model, data, aux: dict[str, np.ndarray], camera_ids: np.ndarray):
+    def __init__(self, model, data, aux: dict[str, np.ndarray], camera_ids: np.ndarray,
+                 batch: BatchContext | None = None):
         self.model = model
         self.data = data
         self._aux = aux
         self._dirty = False
         self.camera_ids = camera_ids
+        self.batch = batch
         self.index = 0
         self.seed = 0
         self.rng: np.random.Generator | None = None
+
+    def begin(self, index: int, seed: int) -> None:
+        """Starts entry ``index`` with seed ``seed`` (nothing has moved yet)."""
+        self.index = index
+        self.seed = seed
+        self._dirty = False
 
     def mark_dirty(self) -> None:
         """Call after changing qpos, a camera, a light or a body pose."""
@@ -219,6 +240,75 @@ class EntryContext:
     def emit(self, stream: str, values) -> None:
         """Writes this entry's row of an auxiliary stream declared by ``streams()``."""
         self._aux[stream][self.index] = values
+
+
+class BatchContext:
+    """One batch as components see it: its size and what each component drew for it.
+
+    The engine makes one per batch and hands it to every hook: ``begin_batch(batch)``,
+    ``run(entry)`` (as ``entry.batch``) and ``end_batch(frames, batch)``. ``run`` runs on the
+    engine's setup thread and ``end_batch`` on its image thread, so per-batch draws travel in
+    this object, which lives for one batch::
+
+        def begin_batch(self, batch):
+            batch.keep(self, np.zeros(batch.size))   # float64 [B]
+        def run(self, entry):
+            entry.batch.draws(self)[entry.index] = entry.rng.uniform()
+        def end_batch(self, frames, batch):
+            amounts = batch.draws(self)[frames.entries]
+
+    Attributes:
+        size: number of entries ``B``.
+    """
+
+    __slots__ = ("size", "_draws")
+
+    def __init__(self, size: int):
+        self.size = size
+        self._draws: dict[Component, Any] = {}
+
+    def keep(self, component: Component, draws: Any) -> None:
+        """Stores ``component``'s draws for this batch (call it in ``begin_batch``)."""
+        self._draws[component] = draws
+
+    def draws(self, component: Component) -> Any:
+        """What ``component`` kept with :meth:`keep`.
+
+        Raises:
+            KeyError: the component kept nothing for this batch.
+        """
+        try:
+            return self._draws[component]
+        except KeyError:
+            raise KeyError(f"{component.where} kept no draws for this batch: "
+                           "call batch.keep(self, draws) in begin_batch") from None
+
+
+@dataclasses.dataclass
+class Frames:
+    """What the cameras produced for a batch, handed to image-space components.
+
+    The engine hands the batch over in consecutive chunks of entries (``entries``), each
+    as soon as it is drawn, so image-space work overlaps the drawing of later entries;
+    the arrays hold only that chunk (``B`` = its length).
+
+    Attributes:
+        color: ``{camera: uint8 [B, H, W, 3|4]}`` (components may edit in place).
+        depth: ``{camera: float32 [B, H, W]}`` metres along the camera axis, 0 = nothing hit
+            (empty unless depth is rendered or a component ``needs_depth``).
+        fovy: ``{camera: float64 [B]}`` vertical field of view (degrees) each entry rendered with.
+        entries: which entries of the batch these are (index per-batch draws with it).
+    """
+
+    color: dict[str, np.ndarray]
+    depth: dict[str, np.ndarray]
+    fovy: dict[str, np.ndarray]
+    entries: slice = dataclasses.field(default_factory=lambda: slice(None))
+
+    def chunk(self, entries: slice) -> Frames:
+        """The frames of ``entries`` (views, not copies)."""
+        return Frames({c: a[entries] for c, a in self.color.items()}, {c: a[entries] for c, a in self.depth.items()},
+                      {c: a[entries] for c, a in self.fovy.items()}, entries)
 
 
 class Component:
@@ -266,8 +356,25 @@ class Component:
         """Auxiliary streams emitted per entry: ``{name: (dtype, k)}``, e.g. ``{"x": (np.float32, 2)}``."""
         return {}
 
+    @property
+    def needs_depth(self) -> bool:
+        """True when ``end_batch`` reads ``frames.depth``: the engine then reads depth back
+        even when no depth output is asked for."""
+        return False
+
+    @classmethod
+    def has_image_stage(cls) -> bool:
+        """True when the component does image-space work (overrides ``end_batch``)."""
+        return cls.end_batch is not Component.end_batch
+
+    def begin_batch(self, batch: BatchContext) -> None:
+        """Before the batch's first entry: keep per-batch draws in ``batch``."""
+
     def run(self, entry: EntryContext) -> None:
         """Applies the component to one entry."""
+
+    def end_batch(self, frames: Frames, batch: BatchContext) -> None:
+        """Image-space work on a chunk of drawn entries (``frames.entries``), in place."""
 
     @classmethod
     def describe(cls) -> str:

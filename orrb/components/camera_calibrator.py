@@ -27,9 +27,9 @@ class CameraCalibrator(Component):
     class Properties(Properties):
         camera_name: str = prop("", "camera to calibrate (empty: the path camera, or every camera in scope)")
         local_position_delta: tuple = prop((0.0, 0.0, 0.0), "position offset in the camera frame (m)",
-                                           kind="vector3")
+                                           kind="vector3", frame="camera")
         local_rotation_delta: tuple = prop((1.0, 0.0, 0.0, 0.0), "rotation in the camera frame (w, x, y, z)",
-                                           kind="quaternion")
+                                           kind="quaternion", frame="camera")
         fov_delta: float = prop(0.0, "added to the vertical field of view (degrees)")
 
     def initialize(self, scene):

@@ -38,7 +38,7 @@ class CameraRandomizer(Component):
         fov_radius: float = prop(1.0, "full width of the fovy jitter (degrees)")
         quat_radius: float = prop(0.03, "full width of the rotation jitter angle (radians)")
         orbit_center: tuple = prop((0.0, 0.0, 0.0), "point the vertical orbit axis passes through (m)",
-                                   kind="vector3")
+                                   kind="vector3", frame="world")
 
     def initialize(self, scene):
         self._cams = scene.scope(self.path, self.where).cameras

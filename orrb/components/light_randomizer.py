@@ -11,10 +11,23 @@ from orrb.components.base import Component, register
 from orrb.components.lighting_rig import RIG_TAG
 from orrb.components.properties import RandomizerProperties, prop
 
-#: Diffuse colour per unit of light intensity (MuJoCo's classic renderer sums the lights'
-#: diffuse terms and saturates at 1). Chosen so that the shipped configs (3-4 rig heads,
-#: scene intensity 1-10 or 5-20) give well-exposed images.
-INTENSITY_TO_DIFFUSE = 0.3
+#: Response of the scene's lights: a total scene intensity ``S`` gives the lights a total
+#: diffuse colour ``MAX_SCENE_DIFFUSE * S / (S + HALF_SCENE_INTENSITY)`` (MuJoCo's classic
+#: renderer sums the lights' diffuse terms and saturates at 1). It rises like
+#: ``INTENSITY_TO_DIFFUSE * S`` for dim scenes and compresses bright ones, as an exposure
+#: would, so the original's scene ranges, from 1-10 (its dactyl config) to 19-21 (its
+#: update_2), all give exposed images: no entry black or saturated.
+MAX_SCENE_DIFFUSE = 3.0
+HALF_SCENE_INTENSITY = 10.0
+#: Diffuse colour per unit of intensity of a dim scene (the slope of the response at 0).
+INTENSITY_TO_DIFFUSE = MAX_SCENE_DIFFUSE / HALF_SCENE_INTENSITY
+
+
+def diffuse_per_intensity(scene_intensity: float) -> float:
+    """Diffuse colour per unit of a light's intensity when the scene's total is ``scene_intensity``."""
+    return MAX_SCENE_DIFFUSE / (max(scene_intensity, 0.0) + HALF_SCENE_INTENSITY)
+
+
 #: Specular colour as a fraction of the diffuse colour.
 SPECULAR_FRACTION = 0.3
 
@@ -32,7 +45,9 @@ class LightRandomizer(Component):
     cone: MuJoCo's ``cutoff`` is half of it) and a colour (white, or with
     ``randomize_hue`` HSV(h in [0, 1], s in [0, 0.3], v in [0.9, 1])). A light's
     intensity is ``w * S / sum(w)`` over the active lights, and its diffuse colour
-    ``INTENSITY_TO_DIFFUSE * intensity * colour`` (specular 0.3 of that).
+    ``diffuse_per_intensity(S) * intensity * colour`` (specular 0.3 of that): the lights
+    share a total diffuse ``3 S / (S + 10)``, which saturates for bright scenes as an
+    exposure would (the original's scene ranges reach 19-21).
 
     Streams with ``emit_values`` (float32; n lights in scope, in model order):
     ``<name>_scene_intensity`` [1], ``<name>_intensity`` [n], ``<name>_spot_angle`` [n],
@@ -79,7 +94,7 @@ class LightRandomizer(Component):
         active = m.light_active[lights].astype(bool)
         total = weights[active].sum()
         intensity = np.where(active, weights * scene_intensity / total if total > 0 else 0.0, 0.0)
-        diffuse = INTENSITY_TO_DIFFUSE * intensity[:, None] * colors
+        diffuse = diffuse_per_intensity(scene_intensity) * intensity[:, None] * colors
         m.light_diffuse[lights] = diffuse
         m.light_specular[lights] = SPECULAR_FRACTION * diffuse
         m.light_intensity[lights] = intensity

@@ -48,7 +48,8 @@ class LightingRig(Component):
         max_light_distance: float = prop(1.5, "upper bound of a head's horizontal distance to the target (m)")
         min_light_height: float = prop(0.5, "lower bound of a head's height above the target (m)")
         max_light_height: float = prop(1.5, "upper bound of a head's height above the target (m)")
-        target: tuple = prop((0.0, 0.0, 0.0), "point the heads aim at (m, world)", kind="vector3")
+        target: tuple = prop((0.0, 0.0, 0.0), "point the heads aim at (m, world)", kind="vector3",
+                              frame="world")
         cast_shadows: bool = prop(False, "heads cast shadows (costly on a CPU: up to 5x a plain render)")
 
     def edit_spec(self, spec):

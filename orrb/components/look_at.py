@@ -38,7 +38,8 @@ class LookAt(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Properties(Properties):
-        target_offset: tuple = prop((0.0, 0.0, 0.0), "point to look at (m, world)", kind="vector3")
+        target_offset: tuple = prop((0.0, 0.0, 0.0), "point to look at (m, world)", kind="vector3",
+                                     frame="world")
 
     def initialize(self, scene):
         scope = scene.scope(self.path, self.where)

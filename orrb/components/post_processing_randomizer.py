@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from orrb.components.base import Component, register
+from orrb.components.base import BatchContext, Component, Frames, register
 from orrb.components.properties import RandomizerProperties, prop
 
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -210,9 +210,21 @@ class PostProcessingRandomizer(Component):
             return {}
         return {f"{self.name}_{f}": (np.float32, 1) for f in _FIELDS}
 
-    def begin_batch(self, n: int) -> None:
-        self._values = np.zeros((n, len(_FIELDS)))
-        self._grain_seeds = np.zeros(n, dtype=np.uint64)
+    @dataclasses.dataclass(frozen=True)
+    class Draws:
+        """A batch's draws, one row per entry (kept in the batch's :class:`BatchContext`).
+
+        Attributes:
+            values: ``float64 [B, 12]`` the drawn amounts, in the order of the streams
+                (hue ... grain_size); 0 for a disabled effect.
+            grain_seeds: ``uint64 [B]`` seeds of the entries' grain patterns.
+        """
+
+        values: np.ndarray
+        grain_seeds: np.ndarray
+
+    def begin_batch(self, batch: BatchContext) -> None:
+        batch.keep(self, self.Draws(np.zeros((batch.size, len(_FIELDS))), np.zeros(batch.size, dtype=np.uint64)))
 
     def run(self, entry):
         p, rng = self.props, entry.rng
@@ -234,20 +246,22 @@ class PostProcessingRandomizer(Component):
             v[8] = 0.0
         if not p.enable_grain:
             v[9:12] = 0.0
-        self._values[entry.index] = v
-        self._grain_seeds[entry.index] = grain_seed
+        draws = entry.batch.draws(self)
+        draws.values[entry.index] = v
+        draws.grain_seeds[entry.index] = grain_seed
         if p.emit_values:
             for k, f in enumerate(_FIELDS):
                 entry.emit(f"{self.name}_{f}", [v[k]])
 
-    def end_batch(self, frames) -> None:
+    def end_batch(self, frames: Frames, batch: BatchContext) -> None:
+        draws = batch.draws(self)
         for k, (camera, color) in enumerate(frames.color.items()):
             depth = frames.depth.get(camera)
-            self.apply(color[..., :3], depth, camera_index=k, out=color[..., :3], entries=frames.entries)
+            self.apply(color[..., :3], depth, draws, camera_index=k, out=color[..., :3], entries=frames.entries)
 
-    def apply(self, rgb: np.ndarray, depth: np.ndarray | None, camera_index: int = 0,
+    def apply(self, rgb: np.ndarray, depth: np.ndarray | None, draws: Draws, camera_index: int = 0,
               out: np.ndarray | None = None, entries: slice = slice(None)) -> np.ndarray:
-        """Applies this batch's drawn effects to ``uint8 [B, H, W, 3]``; returns uint8 (may be ``rgb``).
+        """Applies a batch's drawn effects to ``uint8 [B, H, W, 3]``; returns uint8 (may be ``rgb``).
 
         Every effect is computed per entry, so applying it to chunks of the batch gives the
         same pixels as applying it to the whole batch.
@@ -255,11 +269,12 @@ class PostProcessingRandomizer(Component):
         Args:
             rgb: colour images of one camera for the batch's ``entries``.
             depth: ``float32 [B, H, W]`` metres (0 = nothing hit), or None (no ambient occlusion).
+            draws: the batch's draws (``batch.draws(self)`` after ``run`` set its entries up).
             camera_index: which camera of the entry (each camera gets its own grain pattern).
             out: ``uint8 [B, H, W, 3]`` to write the result into (may be ``rgb`` itself).
             entries: which entries of the batch ``rgb`` holds (default: all of them).
         """
-        v = self._values[entries]
+        v = draws.values[entries]
         b, h, w, _ = rgb.shape
         grade = np.any(v[:, 0:6] != 0)
         bloom = np.any(v[:, 6] != 0)
@@ -325,7 +340,7 @@ class PostProcessingRandomizer(Component):
                 x *= _upsample(dark, f, h, w)[..., None]
             x += _upsample(add, f, h, w) if add.shape[1] > 1 else add
         if grain:
-            x += np.float32(255) * self._grain(v, self._grain_seeds[entries], h, w, camera_index)
+            x += np.float32(255) * self._grain(v, draws.grain_seeds[entries], h, w, camera_index)
         np.clip(x, 0.0, 255.0, out=x)
         if out is None:
             return x.astype(np.uint8)

@@ -63,12 +63,17 @@ _VECTOR_KEYS = {"vector2": ("x", "y"), "vector3": ("x", "y", "z"), "quaternion":
                 "color": ("r", "g", "b", "a")}
 
 
-def prop(default: Any, doc: str, *, kind: str | None = None, choices: tuple[str, ...] | None = None):
+def prop(default: Any, doc: str, *, kind: str | None = None, choices: tuple[str, ...] | None = None,
+         frame: str | None = None):
     """Declares one component property: its default, a one-line doc and its kind.
 
     The kind is inferred from the default (bool, int, float, str) unless given;
     tuples need ``kind`` (``vector2``, ``vector3``, ``quaternion``, ``color``);
-    ``choices`` makes a string property an enum.
+    ``choices`` makes a string property an enum. ``frame`` says how a vector3 or
+    quaternion value depends on the coordinate frame: ``"world"`` (a world point or
+    direction) or ``"camera"`` (in a camera's own frame); config files in the original
+    renderer's frame are converted accordingly on load (:mod:`orrb.frames`). ``None``:
+    the value means the same in both frames.
     """
     if kind is None:
         if choices is not None:
@@ -85,7 +90,11 @@ def prop(default: Any, doc: str, *, kind: str | None = None, choices: tuple[str,
             raise TypeError(f"prop: cannot infer the kind of default {default!r}; pass kind=")
     if kind not in KINDS:
         raise TypeError(f"prop: unknown kind {kind!r}; accepted: {sorted(KINDS)}")
-    return dataclasses.field(default=default, metadata={"doc": doc, "kind": kind, "choices": choices})
+    if frame is not None and (frame not in ("world", "camera") or kind not in ("vector3", "quaternion")):
+        raise TypeError(f"prop: frame {frame!r} on a {kind} property; accepted: 'world' or 'camera' "
+                        "on vector3 and quaternion properties")
+    return dataclasses.field(default=default, metadata={"doc": doc, "kind": kind, "choices": choices,
+                                                        "frame": frame})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +104,7 @@ class PropertySpec:
     default: Any
     doc: str
     choices: tuple[str, ...] | None
+    frame: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +129,8 @@ def property_specs(cls: type) -> dict[str, PropertySpec]:
     specs = _SPECS_CACHE.get(cls)
     if specs is None:
         specs = {
-            f.name: PropertySpec(f.name, f.metadata["kind"], f.default, f.metadata["doc"], f.metadata["choices"])
+            f.name: PropertySpec(f.name, f.metadata["kind"], f.default, f.metadata["doc"], f.metadata["choices"],
+                                 f.metadata.get("frame"))
             for f in dataclasses.fields(cls)
         }
         _SPECS_CACHE[cls] = specs

@@ -1,0 +1,26 @@
+"""The in-process render engine: one MuJoCo model, one GL context, a component chain.
+
+Parts, each in its own module:
+
+- :class:`RenderEngine` (``render_engine``): the orchestration of a batch.
+- :class:`EngineOptions` (``options``): threads, chunk sizes, readback (never outputs).
+- ``entry_setup``: :class:`~orrb.engine.entry_setup.BaseState`, a frozen snapshot of the
+  model's per-entry values, and :class:`~orrb.engine.entry_setup.EntrySetup`, which sets one
+  entry up from it.
+- ``camera_scenes``: one ``MjvScene`` per camera, built per entry.
+- ``frames``: :class:`~orrb.engine.frames.FrameReader`, the GL side (tiles, readback,
+  depth, segmentation pass), and its :class:`~orrb.engine.frames.TileLayout`.
+- ``image_stage``: the components' ``end_batch`` on chunks of drawn entries.
+- ``chain``: the component chain (build, merge on update, describe).
+- ``compiled_scene``: the compiled model and what derives from it, replaced at once on a rebuild.
+- ``outputs``: a batch's response arrays, allocated from the response layout.
+- ``modalities``: pure array maths (depth in metres, normals, segmentation classes, alpha).
+- ``gl``: low-level GL calls (context class, hardware check, one-blit read).
+"""
+
+from orrb.components.base import BatchContext, Frames
+from orrb.engine.modalities import linear_depth, normals_from_depth
+from orrb.engine.options import EngineOptions
+from orrb.engine.render_engine import RenderEngine
+
+__all__ = ["BatchContext", "EngineOptions", "Frames", "RenderEngine", "linear_depth", "normals_from_depth"]

@@ -1,0 +1,308 @@
+"""``RenderEngine``: one MuJoCo model, one GL context, a component chain; renders batches.
+
+Per entry: :class:`~orrb.engine.entry_setup.EntrySetup` restores the model to its base
+state, applies the entry's qpos (kinematics only) and runs the component chain with the
+entry's random streams; :class:`~orrb.engine.camera_scenes.CameraScenes` builds every
+camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them side by side into one
+framebuffer and reads them back at once (colour and depth from the same pass), plus a
+segmentation pass when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
+image-space components (post-processing) on chunks of drawn entries; the modality maths
+(depth in metres, normals, segmentation classes) are the pure functions of
+:mod:`orrb.engine.modalities`.
+
+Three threads share a batch: the render thread draws entry i while the "setup" worker sets
+entry i + 1 up (the model and data are free once entry i's scenes are built) and the
+"image" worker post-processes earlier entries. The work and its order are those of one
+thread, so outputs do not depend on the threads (:class:`EngineOptions` switches them off).
+
+The engine is not thread-safe and its GL context lives in the process that created
+it; :class:`orrb.LocalRenderer` gives it one thread of its own.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import mujoco
+import numpy as np
+
+from orrb.components.base import BatchContext, Component, Frames, SceneContext
+from orrb.config import RemoteRendererConfig, RendererConfig
+from orrb.engine.chain import ComponentChain
+from orrb.engine.compiled_scene import CompiledScene
+from orrb.engine.entry_setup import EntrySetup
+from orrb.engine.frames import FrameReader, TileLayout
+from orrb.engine.image_stage import ImageStage
+from orrb.engine.options import EngineOptions
+from orrb.engine.outputs import BatchOutputs
+from orrb.errors import RendererError
+
+__all__ = ["RenderEngine"]
+
+
+class RenderEngine:
+    """Renders batches of states for one scene.
+
+    Args:
+        config: what to render (cameras, size, modalities, scene files, render settings).
+        renderer_config: the component chain; defaults to ``config.renderer_config_path``
+            (none when that is unset).
+        options: how to schedule the work (:class:`EngineOptions`; outputs never depend on it).
+
+    Raises:
+        TypeError: ``config`` or ``options`` of the wrong kind.
+        FileNotFoundError / ConfigError: a missing or malformed model, mapping or
+            renderer config file (the message names it), an unknown camera.
+        RendererError: no GL context could be created.
+
+    Example::
+
+        with RenderEngine(config) as engine:
+            out = engine.render(qpos, seeds)   # qpos float64 [B, K], seeds uint64 [B]
+        out['vision_cam_left']                 # uint8 [B, H, W, 3]
+    """
+
+    def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None,
+                 options: EngineOptions | None = None):
+        # Handles first, so close() is safe whatever fails below.
+        self._reader: FrameReader | None = None
+        self._scene: CompiledScene | None = None
+        self._closed = False
+        self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
+        if not isinstance(config, RemoteRendererConfig):
+            raise TypeError(f"RenderEngine takes an orrb.RemoteRendererConfig, got {type(config).__name__}")
+        if options is None:
+            options = EngineOptions()
+        elif not isinstance(options, EngineOptions):
+            raise TypeError(f"RenderEngine options must be an orrb.engine.EngineOptions, got {type(options).__name__}")
+        config.validate()
+        self.config = config.copy()
+        self._options = options
+        self._xml_path = config.resolve(config.model_xml_path)
+        self._mapping_path = config.resolve(config.model_mapping_path)
+        if renderer_config is None and config.renderer_config_path:
+            renderer_config = RendererConfig.load(config.resolve(config.renderer_config_path))
+        self._chain = ComponentChain(renderer_config)
+        self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- building ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        """Compiles the model with every component's structural edits, binds the GL side to it
+        and initializes the chain."""
+        cfg = self.config
+        compiled = CompiledScene.compile(self._xml_path, self._mapping_path, self._chain, list(cfg.camera_names),
+                                         cfg.render_settings, self._tiles)
+        if self._reader is None:
+            self._reader = FrameReader(self._tiles, self._options.one_blit_readback)
+        self._reader.bind(compiled.model)
+        self._scene = compiled
+        self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def model(self) -> mujoco.MjModel:
+        """The compiled model (read it; an ``update()`` that rebuilds replaces it)."""
+        return self._scene.model
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(self.config.camera_names)
+
+    @property
+    def columns(self) -> int:
+        """How many qpos columns a request needs."""
+        return self._scene.mapping.columns
+
+    @property
+    def class_names(self) -> list[str]:
+        """Segmentation class names by id (0 = background)."""
+        return list(self._scene.class_names)
+
+    @property
+    def components(self) -> list[Component]:
+        """The component chain, in order (a new list of the running components)."""
+        return self._chain.components
+
+    @property
+    def options(self) -> EngineOptions:
+        return self._options
+
+    @property
+    def gl_hardware(self) -> bool:
+        """True when the GL context renders on hardware (not a software rasterizer such as llvmpipe)."""
+        return self._reader is not None and self._reader.hardware
+
+    @property
+    def one_blit_readback(self) -> bool | None:
+        """Whether colour and depth are read back with one resolve blit: None until the first
+        readback of a multisampled frame has checked it against ``mjr_readPixels``."""
+        return None if self._reader is None else self._reader.one_blit
+
+    def renderer_config(self) -> RendererConfig:
+        """The running chain as a :class:`RendererConfig` (properties that differ from defaults)."""
+        return self._chain.renderer_config()
+
+    def streams(self) -> dict[str, tuple[type, int]]:
+        """Auxiliary streams of the enabled components: ``{name: (dtype, k)}``."""
+        return self._chain.streams()
+
+    # -- update ----------------------------------------------------------------------------------
+    def update(self, renderer_config: RendererConfig) -> None:
+        """Merges a renderer config into the running chain.
+
+        Same-named components get the given properties merged in; new names are
+        appended; the model is rebuilt only when a structural property changed or a
+        structural component was added.
+
+        Raises:
+            TypeError: not a :class:`RendererConfig`.
+            ConfigError: a component name given with another type (nothing changed).
+        """
+        if not isinstance(renderer_config, RendererConfig):
+            raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
+        if self._chain.update(renderer_config):
+            self._build()
+
+    # -- rendering -------------------------------------------------------------------------------
+    def render(self, qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
+        """Renders a checked batch.
+
+        Args:
+            qpos: ``float64 [B, K]`` request states (K >= ``columns``), already checked.
+            seeds: ``uint64 [B]`` one seed per entry.
+
+        Returns:
+            one fresh array per output of ``ResponseLayout.from_config(config, streams())``,
+            in its order: per camera ``uint8 [B, H, W, 3|4]`` colour, ``float32 [B, H, W]``
+            depth in metres, ``float32 [B, H, W, 3]`` normals, ``uint8 [B, H, W]``
+            segmentation (as enabled), then every stream ``[B, k]``.
+
+        Raises:
+            RendererError: the engine is closed.
+        """
+        if self._closed:
+            raise RendererError("render() called after close()")
+        cfg, options = self.config, self._options
+        n = qpos.shape[0]
+        active = self._chain.active()
+        wants_depth = cfg.render_depth or cfg.render_normals or cfg.render_alpha or any(c.needs_depth for c in active)
+        arrays = BatchOutputs.allocate(cfg, self._chain.streams(), n, wants_depth)
+        batch = BatchContext(n)
+        scene = self._scene
+        setup = EntrySetup(scene.model, scene.data, scene.base, scene.camera_ids, qpos=scene.mapping.apply(qpos),
+                           seeds=seeds, active=active, batch=batch, streams=arrays.streams, fovy=arrays.fovy)
+        image_components = [c for c in active if c.has_image_stage()]
+        # the executors, not the engine: a work item must not keep the engine alive, or the engine
+        # could be finalized on its own worker thread
+        image = ImageStage(image_components, batch, Frames(arrays.color, arrays.depth, arrays.fovy), n,
+                           options.chunk_entries(cfg.image_width, cfg.image_height, self._reader.hardware),
+                           self._worker("image") if options.image_overlap and image_components else None)
+        setup_pool = self._worker("setup") if options.setup_ahead and n > 1 and active else None
+        for component in active:
+            component.begin_batch(batch)
+        self._reader.make_current()  # another renderer in this process may have taken the thread
+        self._draw(n, setup, setup_pool, image, arrays)
+        return arrays.finish(cfg)
+
+    def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
+              image: ImageStage, arrays: BatchOutputs) -> None:
+        """Sets up, draws and reads back every entry, handing drawn entries to the image stage.
+
+        Two-stage pipeline: once entry i's scenes are built, the model and data are free, and
+        entry i + 1 is set up (its components run) on ``setup_pool`` while entry i draws:
+        ``mjr_render`` and the readback release the GIL. On llvmpipe the drawing thread bins
+        vertices alone while the rasterizer threads wait, on a GPU it waits for the GPU. The
+        same work in the same order as on one thread: outputs are unchanged.
+        """
+        reader, scene = self._reader, self._scene
+        scenes, names = scene.scenes, list(self.config.camera_names)
+        ahead = error = None
+        try:
+            if n:
+                setup(0)
+            for i in range(n):
+                clip = scenes.build(scene.model, scene.data)
+                ahead = setup_pool.submit(setup, i + 1) if setup_pool is not None and i + 1 < n else None
+                try:
+                    reader.draw(scenes.scenes, i, clip, arrays.color, arrays.depth, names)
+                    if arrays.segmentation:
+                        reader.segment(scenes.scenes, i, scene.geom_class, arrays.segmentation, names)
+                finally:
+                    if ahead is not None:
+                        concurrent.futures.wait([ahead])  # the model is the setup's until it is done
+                if ahead is not None:
+                    error, ahead = ahead.exception(), None
+                    if error is not None:
+                        raise error
+                elif i + 1 < n:
+                    setup(i + 1)
+                image.entry_done(i)
+        except BaseException:
+            # nothing may outlive render() (a Ctrl-C can interrupt the wait above), and no local
+            # may keep a future or the error: with this frame in the traceback that would make
+            # a cycle through the engine, which the collector could then finalize on any thread
+            _settle(ahead)
+            ahead = error = None
+            image.drain()
+            raise
+        image.wait()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _worker(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
+        """The engine's worker thread ``name`` ("setup": entry setup; "image": image-space
+        components), created on first use. Work items must not reference the engine: one
+        holding its last reference would finalize it on the worker thread, where its GL
+        context cannot be made current."""
+        if self._closed:
+            raise RendererError("render() called after close()")
+        if name not in self._workers:
+            self._workers[name] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"orrb-{name}")
+        return self._workers[name]
+
+    def close(self) -> None:
+        """Stops the worker threads and frees the GL side (see :meth:`FrameReader.close`).
+
+        Idempotent and safe on a half-built engine. Call it from the thread that renders: a
+        GL context current in another thread cannot be made current here, and the contexts
+        are then left allocated (with a ``ResourceWarning``) rather than freed under another
+        engine's context, which would delete that engine's framebuffers (same GL ids).
+        """
+        self._closed = True
+        workers, self._workers = self._workers, {}
+        for pool in workers.values():
+            # render() leaves no work behind; no join, which would fail if an engine were
+            # finalized on a worker's own thread
+            pool.shutdown(wait=False)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def __del__(self):
+        # An engine dropped without close() must still free its GL side with its own context
+        # current (see FrameReader.close).
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> RenderEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _settle(future: concurrent.futures.Future | None) -> None:
+    """Waits until ``future`` is done, through interrupts (it is short and must not outlive
+    the caller)."""
+    while future is not None:
+        try:
+            concurrent.futures.wait([future])
+            return
+        except KeyboardInterrupt:
+            continue

@@ -75,7 +75,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
         say "installing Debian packages with sudo: ${missing[*]}"
         sudo apt-get update -qq
-        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "install.sh: missing Debian packages and no way to install them here (apt-get as root or with sudo); run this, then this script again:" >&2
         if [ "$(id -u)" -eq 0 ]; then echo "$line" >&2; else echo "sudo $line" >&2; fi

@@ -14,7 +14,8 @@
 # 3. orrb and its dependencies, with pip, into that environment.
 #
 # Environment: ORRB_VENV_OPTIONS adds options to `python3 -m venv` when .venv is created
-# (e.g. --system-site-packages, to reuse packages installed for the system's Python).
+# (e.g. --system-site-packages, to reuse packages installed for the system's Python);
+# ORRB_TORCH_INDEX is the index torch comes from with --test (default: PyTorch's CPU builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ test_extras=0
 for arg in "$@"; do
     case "$arg" in
         --test) test_extras=1 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) fail "unknown option '$arg' (expected --test or --help)" ;;
     esac
 done
@@ -113,9 +114,14 @@ say "installing orrb into $where"
 "$py" -m pip install -q "pip>=21.3"   # editable installs of a pyproject.toml project (PEP 660)
 # editable (-e): the checkout is the installed code, so edits and `git pull` need no reinstall
 if [ "$test_extras" -eq 1 ]; then
-    # torch first: stable-baselines3 asking pip for torch would pull a multi-GB CUDA build;
-    # 2.13.0 is the CPU build the test machines keep on local disk.
-    "$py" -c "import torch" >/dev/null 2>&1 || "$py" -m pip install -q torch==2.13.0
+    # torch first, from PyTorch's CPU index: stable-baselines3 asking pip for torch would pull
+    # the CUDA build from PyPI (several GB). pip's own configuration (find-links, extra
+    # indexes) still counts, so a machine keeping wheels on disk installs from there.
+    if ! "$py" -c "import torch" >/dev/null 2>&1; then
+        torch_index="${ORRB_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+        say "installing torch from $torch_index"
+        "$py" -m pip install -q torch --index-url "$torch_index"
+    fi
     "$py" -m pip install -q -e ".[test]"
 else
     "$py" -m pip install -q -e .

@@ -51,7 +51,7 @@ def __getattr__(name):
     # The pool (pyzmq, subprocess management) and the env helpers load on first use,
     # so `import orrb` stays light.
     if name == "RemoteRenderer":
-        from orrb.client import RemoteRenderer
+        from orrb.pool.client import RemoteRenderer
 
         return RemoteRenderer
     if name == "make_vec":

@@ -4,7 +4,7 @@ MuJoCo's ``MUJOCO_EGL_DEVICE_ID`` indexes the list ``eglQueryDevicesEXT`` return
 whose order often differs from CUDA's. The NVIDIA driver reports each EGL
 device's CUDA index through the ``EGL_CUDA_DEVICE_NV`` attribute
 (``EGL_NV_device_cuda``); :func:`egl_index_for_cuda_device` matches the two. It
-must run before mujoco creates its first GL context (``orrb.server`` does it
+must run before mujoco creates its first GL context (``orrb.pool.server`` does it
 first thing).
 """
 

@@ -85,8 +85,8 @@ class CountingRenderer:
 # Modules whose tests need no GL context and no render server: `pytest -m "not gl"` runs them
 # alone in seconds. Every other test is marked `gl`. A test of the fast tier that creates a
 # MuJoCo render context fails, so this list cannot drift from the truth.
-FAST_MODULES = frozenset({"test_config", "test_engine_modalities", "test_engine_options", "test_layering", "test_protocol",
-                          "test_renderer"})
+FAST_MODULES = frozenset({"test_config", "test_engine_modalities", "test_engine_options", "test_layering",
+                          "test_pool_wire", "test_renderer"})
 
 
 def pytest_configure(config):

@@ -196,7 +196,7 @@ def test_unknown_camera_raises_config_error_listing_cameras_from_the_server():
     renderer.shutdown()
 
 
-def test_server_that_cannot_start_names_port_reason_and_log():
+def test_busy_port_fails_start_with_one_line_naming_port_reason_and_log():
     port = free_base_port(1)
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", port))
@@ -206,8 +206,9 @@ def test_server_that_cannot_start_names_port_reason_and_log():
         with pytest.raises(RendererError) as info:
             renderer.start()
         message = str(info.value)
-        assert f"port {port}" in message and "exited with code" in message
-        assert f"orrb-test-busy-{port}.log" in message and "cannot bind" in message
+        assert "\n" not in message, "one line, not a traceback or a log tail"
+        assert f"cannot bind port {port}" in message and "free_base_port" in message
+        assert f"orrb-test-busy-{port}.log" in message
         assert info.value.log_file.endswith(f"orrb-test-busy-{port}.log")
         renderer.shutdown()
     finally:
@@ -272,10 +273,10 @@ def test_detached_start_prints_runnable_server_commands_and_waits_for_them(monke
     starting = threading.Thread(target=renderer.start, daemon=True)
     starting.start()
     printed, deadline = "", time.monotonic() + 30
-    while printed.count("orrb.server") < 2 and time.monotonic() < deadline:
+    while printed.count("orrb.pool.server") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
         printed += capsys.readouterr().out
-    commands = [shlex.split(line) for line in printed.splitlines() if "orrb.server" in line]
+    commands = [shlex.split(line) for line in printed.splitlines() if "orrb.pool.server" in line]
     assert len(commands) == 2 and {c[c.index("--port") + 1] for c in commands} == {str(base), str(base + 1)}
     time.sleep(1.0)
     assert starting.is_alive(), "start() must wait for servers started by hand"
@@ -290,3 +291,36 @@ def test_detached_start_prints_runnable_server_commands_and_waits_for_them(monke
         for server in servers:
             server.kill()
             server.wait()
+
+
+def test_pool_is_a_renderer_with_the_local_renderers_model_and_layout(dactyl_states):
+    from orrb.renderer import Renderer
+
+    config = small_config(renderer_config_path="dactyl.renderer_config.json")
+    with orrb.LocalRenderer(config) as local, \
+            orrb.RemoteRenderer("test-protocol", [[0, free_base_port(1)]], config) as pool:
+        assert isinstance(pool, Renderer)
+        assert pool.layout == local.layout and any(o.modality == "stream" for o in pool.layout)
+        for name in ("nq", "ngeom", "ncam", "nlight", "nmat", "ntex"):
+            assert getattr(pool.model, name) == getattr(local.model, name), name
+        assert pool.model.names == local.model.names
+        assert pool.columns == local.columns and pool.class_names == local.class_names
+        assert len(pool.server_pids) == len(pool.log_files) == 1
+        result = pool.render_batch({"qpos": dactyl_states[:3], "seed": 1})
+        pool.layout.check(result, 3, "pool response")
+        assert pool.stats["batches"] == 1 and pool.stats["server_render_s"] > 0
+
+
+def test_update_that_adds_a_stream_changes_the_layout_and_the_responses_as_locally(dactyl_states):
+    update = orrb.RendererConfig()
+    update.add("LightRandomizer", "lights", emit_values=True)
+    batch = {"qpos": dactyl_states[:4], "seed": 9}
+    with orrb.LocalRenderer(small_config()) as local:
+        local.update(update)
+        expected, expected_layout = local.render_batch(batch), local.layout
+    with orrb.RemoteRenderer("test-stream", orrb.utils.build_server_configs(1, 2, free_base_port(2)),
+                             small_config()) as pool:
+        before = pool.layout
+        pool.update(update)
+        assert pool.layout == expected_layout and len(pool.layout) > len(before)
+        assert_same(pool.render_batch(batch), expected)

@@ -168,8 +168,10 @@ def add_scene_options(parser: argparse.ArgumentParser, default_config: str | Non
                       help="render on servers already running (started with 'orrb serve') instead of "
                            "spawning --workers")
     pool.add_argument("--start-timeout", type=positive_float, default=120.0, metavar="S",
-                      help="seconds the render servers may take to answer and load the scene "
+                      help="seconds a spawned render server may take to start and load the scene "
                            "(default: %(default)s)")
+    pool.add_argument("--connect-timeout", type=positive_float, default=None, metavar="S",
+                      help="seconds a server of --servers may take to answer (default: RemoteRenderer's)")
 
 
 def scene_path(value: str | None) -> str | None:
@@ -251,7 +253,7 @@ def make_renderer(args, config, renderer_config=None):
         from orrb.local import LocalRenderer
 
         return LocalRenderer(config, renderer_config).start()
-    from orrb.client import RemoteRenderer
+    from orrb.pool.client import RemoteRenderer
     from orrb.utils import build_server_configs, free_base_port
 
     if args.servers:
@@ -265,8 +267,10 @@ def make_renderer(args, config, renderer_config=None):
             raise CommandError(f"--base-port {args.base_port}: port {busy[0]} on 127.0.0.1 is already in use",
                                hint=f"choose free ports, e.g. --base-port {free_base_port(args.workers)}")
         server_configs = build_server_configs(1, args.workers, args.base_port)
-    renderer = RemoteRenderer(f"orrb-{args.command}", server_configs, config, renderer_config,
-                              start_timeout=args.start_timeout)
+    timeouts = {"start_timeout": args.start_timeout}
+    if args.connect_timeout is not None:
+        timeouts["connect_timeout"] = args.connect_timeout
+    renderer = RemoteRenderer(f"orrb-{args.command}", server_configs, config, renderer_config, **timeouts)
     try:
         return renderer.start()
     except BaseException:

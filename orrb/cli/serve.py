@@ -8,11 +8,11 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers) -> None:
     # Parsed by the server itself ('orrb serve --help'): this entry only lists it.
     subparsers.add_parser("serve", add_help=False,
-                          help="run a render server (arguments go to orrb.server.main; 'orrb serve --help')")
+                          help="run a render server (arguments go to orrb.pool.server.main; 'orrb serve --help')")
 
 
 def run(argv: list[str]) -> int:
     """Runs the render server with ``argv`` (after ``serve``); returns its exit status."""
-    from orrb import server
+    from orrb.pool import server
 
     return int(server.main(argv) or 0)

@@ -7,7 +7,6 @@ renders all of them with one ``render_batch`` per step.
 
 from __future__ import annotations
 
-import socket
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -49,27 +48,6 @@ def env_factory(env_id: str, env_kwargs: dict | None, wrapper_kwargs: dict | Non
     return make
 
 
-def _free_base_port(count: int) -> int:
-    """A base port with ``count`` consecutive ports free right now (best effort)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65536:
-            continue
-        ok = True
-        for port in range(base, base + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise OSError(f"no {count} consecutive free ports found")
-
-
 def make_renderer(spec: RenderSpec, renderer: Any, num_servers: int = 2) -> tuple[Any, bool]:
     """Turns a ``renderer`` argument into ``(renderer, owned)``.
 
@@ -86,7 +64,7 @@ def make_renderer(spec: RenderSpec, renderer: Any, num_servers: int = 2) -> tupl
         config = spec.remote_config
         if spec.renderer_config_json is not None:
             raise ValueError("a RemoteRenderer loads its components from a file: pass renderer_config as a path")
-        pool = orrb.RemoteRenderer("orrb-vec", build_server_configs(1, num_servers, _free_base_port(num_servers)), config)
+        pool = orrb.RemoteRenderer("orrb-vec", build_server_configs(1, num_servers, orrb.utils.free_base_port(num_servers)), config)
         pool.start()
         return pool, True
     if isinstance(renderer, str):

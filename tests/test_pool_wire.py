@@ -1,4 +1,4 @@
-"""The wire format: arrays round-trip bit for bit; malformed messages raise ProtocolError only."""
+"""The wire format: arrays round-trip bit for bit; malformed messages raise ProtocolError only; one error table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from orrb import protocol
-from orrb.protocol import ProtocolError, decode, encode
+from orrb.errors import ConfigError, RendererError
+from orrb.pool import wire
+from orrb.pool.wire import ProtocolError, decode, encode
 
 
 def _bytes(frames):
@@ -42,7 +43,7 @@ def test_object_arrays_cannot_be_sent():
 
 
 def _header(**fields):
-    h = {"v": protocol.PROTOCOL_VERSION, "type": "render", "arrays": []}
+    h = {"v": wire.PROTOCOL_VERSION, "type": "render", "arrays": []}
     h.update(fields)
     return json.dumps(h).encode()
 
@@ -52,7 +53,7 @@ def _header(**fields):
     ([b"\xff\xfe"], "not valid JSON"),
     ([b"[1, 2]"], "must be a JSON object"),
     ([json.dumps({"v": 99, "type": "x"}).encode()], "protocol version 99"),
-    ([json.dumps({"v": 1}).encode()], "no message 'type'"),
+    ([json.dumps({"v": wire.PROTOCOL_VERSION}).encode()], "no message 'type'"),
     ([_header(arrays=[["a", "uint8", [4]]])], "lists 1 arrays but the message has 0"),
     ([_header(arrays=[["a", "object", [1]]]), b"x"], "dtype 'object' not allowed"),
     ([_header(arrays=[["a", "uint8", [-1]]]), b"x"], "bad shape"),
@@ -61,8 +62,8 @@ def _header(**fields):
     ([_header(arrays=[["a", "float64", [1 << 30, 8]]]), b""], "exceeds the limit"),
     ([_header(arrays=[["a", "uint8", [1]], ["a", "uint8", [1]]]), b"x", b"y"], "appears twice"),
     ([_header(arrays=["junk"]), b"x"], "must be [name, dtype, shape]"),
-    ([b"{" * (protocol.MAX_HEADER_BYTES + 1)], "exceeds the limit"),
-    ([_header()] + [b""] * (protocol.MAX_FRAMES + 1), "frames; at most"),
+    ([b"{" * (wire.MAX_HEADER_BYTES + 1)], "exceeds the limit"),
+    ([_header()] + [b""] * (wire.MAX_FRAMES + 1), "frames; at most"),
 ])
 def test_malformed_messages_raise_protocol_error_naming_the_problem(frames, fragment):
     with pytest.raises(ProtocolError) as info:
@@ -96,3 +97,47 @@ def test_random_garbage_never_raises_anything_but_protocol_error():
             decode(frames)
         except ProtocolError:
             pass
+
+
+@pytest.mark.parametrize("error, kind, raised", [
+    (ConfigError("bad file"), "ConfigError", ConfigError),
+    (ValueError("bad value"), "ValueError", ValueError),
+    (TypeError("bad kind"), "TypeError", TypeError),
+    (FileNotFoundError("no file"), "FileNotFoundError", FileNotFoundError),
+    (KeyError("no key"), "KeyError", KeyError),
+    (ProtocolError("bad frame"), "ProtocolError", ProtocolError),
+    (RendererError("no context"), "RendererError", RendererError),
+    (wire.Refused(wire.ErrorKind.NO_SCENE, "no scene"), "no_scene", RendererError),
+    (wire.Refused(wire.ErrorKind.UNAUTHORIZED, "no token"), "unauthorized", RendererError),
+    (ZeroDivisionError("oops"), "RendererError", RendererError),
+])
+def test_one_error_table_names_an_error_on_the_server_and_raises_it_on_the_client(error, kind, raised):
+    fields = wire.error_fields(error)
+    assert fields["error_type"] == kind
+    header, _ = decode(_bytes(encode(wire.Kind.ERROR, {"id": 1, **fields})))
+    assert wire.exception_for(header) is raised
+    assert str(error.args[0]) in header["message"]
+    if kind == "RendererError" and not isinstance(error, RendererError):
+        assert header["message"].startswith("ZeroDivisionError: "), "an unexpected error keeps its class name"
+
+
+def test_unknown_error_kind_from_a_peer_is_a_renderer_error():
+    assert wire.exception_for({"error_type": "SystemExit"}) is RendererError
+    assert wire.exception_for({}) is RendererError
+
+
+def test_token_check_is_exact():
+    token = wire.new_token()
+    assert len(token) >= 40 and token != wire.new_token()
+    assert wire.same_token(None, {}) and wire.same_token(token, {"token": token})
+    for got in (None, "", token[:-1], token + "x", 7, [token]):
+        assert not wire.same_token(token, {"token": got})
+
+
+def test_streams_round_trip_and_malformed_streams_are_protocol_errors():
+    streams = {"lights_color": (np.float32, 6), "flags": (np.bool_, 2)}
+    back = wire.streams_from_wire(json.loads(json.dumps(wire.streams_to_wire(streams))))
+    assert back == {"lights_color": (np.dtype(np.float32), 6), "flags": (np.dtype(np.bool_), 2)}
+    for bad in ([], {"x": ["object", 1]}, {"x": ["float32", -1]}, {"x": ["float32"]}, {"x": ["float32", 1.5]}):
+        with pytest.raises(ProtocolError):
+            wire.streams_from_wire(bad)

@@ -1,0 +1,131 @@
+"""Another process on the machine, talking to render servers it does not own (run as a script).
+
+``python tests/pool_intruder.py MODE ADDRESS...`` opens one persistent ZeroMQ DEALER socket per
+address, sends every message of MODE, reads replies until each message has one (or a few
+seconds pass), and prints one JSON line: ``{"sent": n, "replies": n, "errors": {kind: count},
+"other": [reply types that are not errors]}``.
+
+Modes:
+    ``fuzz``: random bytes, truncated and cut valid messages, and near-valid ``init``,
+    ``update``, ``render`` and ``shutdown`` messages (broken configs, wrong shapes, no token,
+    a wrong token), plus raw TCP garbage that is not ZeroMQ at all.
+    ``valid``: well-formed ``init`` (another scene), ``update`` (a new component),
+    ``render`` and ``shutdown`` messages without the pool's token.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import socket
+import sys
+import time
+
+import numpy as np
+import zmq
+
+from orrb.pool import wire
+
+QPOS = np.zeros((2, 31))
+SEEDS = np.zeros(2, np.uint64)
+
+
+def valid_messages(asset_dir: str) -> list[list[bytes]]:
+    config = {"camera_names": ["vision_cam_top"], "image_width": 16, "image_height": 16,
+              "model_xml_path": "dactyl.xml", "model_mapping_path": "dactyl.mapping", "asset_basedir": asset_dir}
+    hide = {"components": [{"type": "Hide", "name": "intruder", "config": {"stringProperties": {"geom_prefix": "cube:"}}}]}
+    out = []
+    for token in ({}, {"token": "not-the-token"}):
+        out += [wire.encode(wire.Kind.INIT, {"id": 1, "config": config, **token}),
+                wire.encode(wire.Kind.UPDATE, {"id": 2, "stamp": 1, "renderer_config": hide, **token}),
+                wire.encode(wire.Kind.RENDER, {"id": 3, **token}, {"qpos": QPOS, "seeds": SEEDS}),
+                wire.encode(wire.Kind.SHUTDOWN, {"id": 4, **token})]
+    return [[bytes(f) for f in m] for m in out]
+
+
+def fuzz_messages(asset_dir: str, count: int, seed: int) -> list[list[bytes]]:
+    rng = np.random.default_rng(seed)
+    valid = [bytes(f) for f in wire.encode(wire.Kind.RENDER, {"id": 5}, {"qpos": QPOS, "seeds": SEEDS})]
+    v = wire.PROTOCOL_VERSION
+    near = [
+        {"v": v, "type": "init", "id": 3, "config": {"camera_names": [1]}},
+        {"v": v, "type": "init", "id": 3, "config": {"camera_names": ["vision_cam_top"], "asset_basedir": asset_dir,
+                                                     "model_xml_path": "dactyl.xml"}, "token": ""},
+        {"v": v, "type": "init", "id": 4, "config": "x", "token": None},
+        {"v": v, "type": "update", "id": 5, "renderer_config": {"components": [{"type": "Nope"}]}},
+        {"v": v, "type": "update", "id": 5, "stamp": 1, "renderer_config": {"components": []}, "token": "x" * 43},
+        {"v": v, "type": "render", "id": 6, "arrays": [["qpos", "float64", [1 << 20, 1 << 10]]]},
+        {"v": v, "type": "render", "id": 6, "stamp": 0, "scene": "guess"},
+        {"v": v, "type": "shutdown", "id": 7},
+        {"v": v, "type": "shutdown", "id": 7, "token": ["list"]},
+        {"v": v, "type": "hello", "id": 8, "token": 12},
+        {"v": v, "type": "nonsense", "id": 9},
+        {"v": v, "type": 7},
+    ]
+    messages = []
+    for i in range(count):
+        choice = i % 6
+        if choice == 0:
+            frames = [rng.bytes(int(rng.integers(0, 200))) for _ in range(int(rng.integers(1, 5)))]
+        elif choice == 1:
+            frames = list(valid)
+            k = int(rng.integers(len(frames)))
+            frames[k] = frames[k][: int(rng.integers(0, len(frames[k]) + 1))]
+        elif choice == 2:
+            frames = valid[: int(rng.integers(1, len(valid) + 1))]
+        elif choice == 3:
+            frames = [json.dumps(near[i % len(near)]).encode()] + [b"\0" * 16] * int(rng.integers(0, 3))
+        elif choice == 4:
+            frames = [json.dumps(near[i % len(near)]).encode()]
+        else:
+            frames = [b"{" * int(rng.integers(1, 5000))]
+        messages.append(frames)
+    return messages
+
+
+def main() -> int:
+    mode, asset_dir, addresses = sys.argv[1], sys.argv[2], sys.argv[3:]
+    messages = valid_messages(asset_dir) if mode == "valid" else fuzz_messages(asset_dir, 1200, 7)
+    context = zmq.Context()
+    sockets = []
+    for address in addresses:
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(address)
+        sockets.append(sock)
+    for sock in sockets:
+        for frames in messages:
+            sock.send_multipart(frames)
+    if mode == "fuzz":
+        for address in addresses:  # bytes that are not ZeroMQ at all
+            host, port = address[len("tcp://"):].rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as raw:
+                raw.sendall(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    sent = len(messages) * len(sockets)
+    replies, errors, other = 0, collections.Counter(), []
+    deadline = time.monotonic() + 20
+    poller = zmq.Poller()
+    for sock in sockets:
+        poller.register(sock, zmq.POLLIN)
+    while replies < sent and time.monotonic() < deadline:
+        for sock, _ in poller.poll(200):
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                replies += 1
+                header, _ = wire.decode(frames)
+                if header["type"] == "error":
+                    errors[header["error_type"]] += 1
+                else:
+                    other.append(header["type"])
+    for sock in sockets:
+        sock.close(linger=0)
+    context.term()
+    print(json.dumps({"sent": sent, "replies": replies, "errors": dict(errors), "other": other}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -64,10 +64,9 @@ def run(args) -> int:
                             suffix = "" if label == "colour" else f"_{label}"
                             for i, picture in enumerate(pictures):
                                 save_png(picture, os.path.join(folder, f"{start + i:05d}{suffix}.png"))
-                if write_npz:
-                    for key, value in response.items():
-                        if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == stop - start:
-                            parts.setdefault(key, []).append(value)
+                if write_npz:  # every output of the response layout: images and component streams
+                    for key in renderer.layout.keys():
+                        parts.setdefault(key, []).append(response[key])
                 bar.update(stop - start)
     finally:
         if bar is not None:

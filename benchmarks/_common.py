@@ -1,10 +1,9 @@
 """Shared helpers for the benchmarks: the Dactyl config, states, timing and the output format.
 
-Every benchmark prints a table of throughputs and then one line per ratio::
+Every benchmark is a script of its own (``python benchmarks/engine.py --quick``) that prints
+a table of throughputs and then one line per ratio::
 
     ratio: <what> = <value> (target >= <target>)
-
-which ``orrb bench`` collects into one table.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ between two configs:
 - ``A``: the shipped ``dactyl.renderer_config.json`` as loaded;
 - ``B``: the same with coloured lights, textured materials and strong camera jitter.
 
-A batch renders with the config current when it was queued (SPEC §6), so every batch
+A batch renders with the config current when it was queued, not when it runs, so every batch
 queued under A must be identical to every other A batch (same states and seed), and
 differ from the B batches. The script checks this and writes one PNG per batch.
 

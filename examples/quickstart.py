@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Quickstart: the API document's snippets, run as written against the shipped assets.
+"""Quickstart: the original ORRB client API, run against the shipped assets.
 
 Builds an ``orrb.RemoteRenderer`` with 2 render server processes, renders a batch of
 the shipped Dactyl states synchronously, then the same batch asynchronously through a
-queue (the API document passes ``queue``, the module, where it means ``result_queue``:
-corrected here), checks both give identical pixels, and writes the images as one PNG.
+queue (``render_batch_async(batch, result_queue)`` puts the result, or the exception, on
+``result_queue``), checks both give identical pixels, and writes the images as one PNG.
 
 Usage: python examples/quickstart.py [--workers 2] [--batch 8] [--out quickstart.png]
 """

@@ -242,7 +242,11 @@ def save_plot(path: str, images: np.ndarray, true: np.ndarray, preds: dict[str, 
 def main(argv=None):
     args = parse_args(argv)
     args.out_dir = os.path.abspath(args.out_dir)
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise SystemExit('train_vision.py needs PyTorch: pip install "orrb[rl]" '
+                         "(for torch's CPU build, install torch first from PyTorch's CPU-only wheel index)") from None
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)

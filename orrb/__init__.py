@@ -14,6 +14,8 @@ Backend used for Dactyl::
     result['vision_cam_left']   # uint8 [B, H, W, 3]
 """
 
+import importlib as _importlib
+import importlib.util as _importlib_util
 import os as _os
 
 # MuJoCo picks its GL backend when mujoco.gl_context is first imported; with no
@@ -61,15 +63,13 @@ def __getattr__(name):
         from orrb.wrappers.make import make_sb3_vec  # stable-baselines3 loads when it is called
 
         return make_sb3_vec
+    # Submodules (orrb.wrappers, orrb.scene, ...) as attributes, loaded on first use: importing
+    # them here would load MuJoCo, and with it the GL libraries, for `orrb --help`.
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'orrb' has no attribute {name!r}")
 
 
-def _register_envs():
-    try:
-        from orrb.envs.registration import register_envs
-    except ImportError:  # envs not built yet
-        return
-    register_envs()
-
+from orrb.envs.registration import register_envs as _register_envs  # noqa: E402
 
 _register_envs()

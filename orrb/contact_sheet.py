@@ -27,7 +27,8 @@ def modality_images(response: dict[str, np.ndarray], camera: str) -> list[tuple[
     """The pictures of one camera's modalities present in ``response``.
 
     Args:
-        response: a render response (SPEC §4).
+        response: a render response (``render_batch``'s dict: ``<camera>`` uint8 ``[B, H, W, 3|4]``,
+            ``<camera>_depth``, ``<camera>_normals``, ``<camera>_segmentation`` when rendered).
         camera: a camera name of the response.
 
     Returns:
@@ -89,7 +90,7 @@ def contact_sheet(
     normals, segmentation); columns: the batch entries.
 
     Args:
-        response: a render response with ``B`` entries (SPEC §4).
+        response: a render response (``render_batch``'s dict) with ``B`` entries.
         cameras: the cameras to show, top to bottom.
         column_labels: one label per entry (default ``"#i"``).
         title: a line of text above the grid.

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -160,13 +161,17 @@ def load_states(path: str | os.PathLike) -> np.ndarray:
         if path.endswith(".npy"):
             states = np.load(path, allow_pickle=False)
         else:
-            states = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
+            with warnings.catch_warnings():  # an empty file: the shape check below says so
+                warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+                states = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
     except ValueError as e:
         raise ValueError(f"states file {path}: expected a numeric table, one qpos per row ({e})") from None
     states = np.asarray(states, dtype=np.float64)
     if states.ndim == 1:
         states = states[None]
-    if states.ndim != 2 or states.shape[0] == 0:
+    if states.size == 0:
+        raise ValueError(f"states file {path} holds no states: expected one qpos per row")
+    if states.ndim != 2:
         raise ValueError(f"states file {path}: expected a 2-D table [N, K] with N >= 1, got shape {states.shape}")
     return states
 
@@ -398,7 +403,8 @@ class DatasetWriter:
         """Renders and writes the missing shards; returns how many it wrote.
 
         Args:
-            progress: show a tqdm progress bar (items).
+            progress: show a tqdm progress bar, counting items (states; each is rendered by
+                every camera).
             stop_after: stop after writing this many new shards (None: all); a later
                 run continues from there.
             in_flight: batches queued on the renderer ahead of the one being written.
@@ -418,7 +424,7 @@ class DatasetWriter:
             pending = pending[:max(0, int(stop_after))]
         done_items = self.count - sum(
             min(self.shard_size, self.count - s * self.shard_size) for s in self.pending_shards())
-        bar = tqdm(total=self.count, initial=done_items, unit="img", desc="orrb dataset", disable=not progress,
+        bar = tqdm(total=self.count, initial=done_items, unit=" states", desc="orrb dataset", disable=not progress,
                    dynamic_ncols=True)
         written = 0
         futures: list[tuple[int, Any]] = []

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import orrb
 
 DACTYL_CAMERAS = ["vision_cam_left", "vision_cam_right", "vision_cam_top"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_repository(tmp_path_factory):
+    """Runs the session in a scratch folder, so nothing lands in the repository root.
+
+    MuJoCo appends its warnings to ``MUJOCO_LOG.TXT`` in the current folder (Gymnasium's
+    ``half_cheetah.xml`` uses the deprecated ``settotalmass``, for one). Subprocesses that
+    import orrb get this checkout first on ``PYTHONPATH``, as the current folder gave them.
+    """
+    previous_cwd, previous_path = os.getcwd(), os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, previous_path) if p)
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        if previous_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous_path
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
-"""The ``orrb`` command line: help, demo, render round trip, serve forwarding, bench table."""
+"""The ``orrb`` command line: help, demo, render round trip, serve forwarding, one-line failures."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import socket
 import subprocess
 import sys
-import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +16,17 @@ from PIL import Image
 import orrb
 from orrb.cli import main
 from orrb.contact_sheet import contact_sheet
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(orrb.__file__)))
+
+
+def _env(**extra) -> dict[str, str]:
+    """The environment for an ``orrb`` subprocess importing this checkout's package."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (extra.get("PYTHONPATH"), REPO, os.environ.get("PYTHONPATH")) if p)
+    env.pop("ORRB_DEBUG", None)
+    return env
 
 
 def _shipped_config_loads(name: str = "dactyl.renderer_config.json") -> bool:
@@ -30,11 +43,12 @@ def demo_config_arg() -> str:
 
 
 @pytest.mark.parametrize("command, options", [
-    ([], ["demo", "render", "dataset", "serve", "bench"]),
-    (["demo"], ["--out", "--seeds", "--first-seed", "--state", "--config", "--cameras", "--size", "--workers"]),
+    ([], ["demo", "render", "dataset", "serve", "config", "--debug"]),
+    (["config", "convert"], ["IN", "OUT"]),
+    (["demo"], ["--out", "--seeds", "--first-seed", "--state", "--config", "--cameras", "--size", "--workers",
+                "--servers", "--start-timeout", "--connect-timeout", "--debug"]),
     (["render"], ["STATES", "--out", "--format", "--seed", "--batch-size", "--depth", "--normals", "--segmentation"]),
     (["dataset"], ["--count", "--out", "--shard-size", "--seed", "--object", "--stop-after", "--no-segmentation"]),
-    (["bench"], ["--dir", "--only", "--full", "--timeout"]),
 ])
 def test_help_explains_every_option(command, options, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -45,8 +59,17 @@ def test_help_explains_every_option(command, options, capsys):
         assert option in text, f"'orrb {' '.join(command)} --help' does not mention {option}"
 
 
+def test_help_loads_no_gl_library():
+    code = ("import sys\nfrom orrb.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mujoco', 'OpenGL')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_python_dash_m_orrb_is_the_same_command():
-    proc = subprocess.run([sys.executable, "-m", "orrb", "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "orrb", "--help"], capture_output=True, text=True, timeout=60,
+                          env=_env())
     assert proc.returncode == 0, proc.stderr
     assert "orrb demo" in proc.stdout and "dataset" in proc.stdout
 
@@ -137,49 +160,156 @@ def test_render_reads_npy_like_csv(tmp_path, dactyl_states):
     (["render", "{tmp}/missing.csv", "--out", "{tmp}/o"], "states file not found"),
     (["render", "{tmp}/narrow.csv", "--out", "{tmp}/o", "--config", "none"], "needs at least 31"),
     (["render", "{tmp}/narrow.csv", "--out", "{tmp}/o", "--config", "nope.json"], "--config: file not found"),
+    (["render", "{tmp}/empty.csv", "--out", "{tmp}/o"], "holds no states"),
     (["demo", "--out", "{tmp}/d.png", "--cameras", "vision_cam_lef", "--config", "none"], "vision_cam_left"),
     (["demo", "--out", "{tmp}/d.png", "--state", "99", "--config", "none"], "--state must be in [0, 64)"),
 ])
 def test_bad_input_exits_2_with_a_message_naming_the_problem(args, message, tmp_path, capsys):
     np.savetxt(tmp_path / "narrow.csv", np.zeros((2, 5)), delimiter=",")
+    (tmp_path / "empty.csv").write_text("# a header and no states\n")
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(args) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith(f"orrb {args[0]}: error: ") and "Warning" not in err
 
 
 def test_serve_forwards_to_the_server_main(capsys):
-    try:
-        from orrb.pool import server
-    except ImportError:
-        server = None
-    if server is None or not hasattr(server, "main"):
-        assert main(["serve"]) == 2
-        assert "unavailable" in capsys.readouterr().err
-        return
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--help"])
     assert exit_info.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
 
 
-def test_bench_runs_every_script_and_tabulates_their_ratios(tmp_path, capsys):
-    (tmp_path / "engine.py").write_text(textwrap.dedent("""
-        import sys
-        print("warming up")
-        print("batched vs per-entry: " + ("2.50x" if "--quick" in sys.argv else "9.99x"))
-    """))
-    (tmp_path / "pool.py").write_text(
-        "print('  pool  412.0 images/s')\nprint('ratio: 2 servers / 1 server = 1.850 (target >= 1.6)')\n")
-    (tmp_path / "vector_env.py").write_text("raise SystemExit('boom')\n")
-    assert main(["bench", "--dir", str(tmp_path)]) == 1  # one script failed
-    table = capsys.readouterr().out
-    assert "2.50x" in table  # --quick was passed to the script that supports it
-    assert "2 servers / 1 server" in table and "1.850" in table and "target >= 1.6" in table
-    assert "412.0" not in table
-    assert "randomization.py" in table and "missing" in table
-    assert "vector_env.py" in table and "failed" in table
+# -- failures: one line saying what is wrong (plus an optional hint), no traceback, non-zero exit --
+def run_orrb(*args: str, cwd, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orrb", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env=_env(**env))
 
 
-def test_bench_says_clearly_when_there_is_no_benchmarks_folder(tmp_path, capsys):
-    assert main(["bench", "--dir", str(tmp_path / "nowhere")]) == 2
-    assert "not with the installed package" in capsys.readouterr().err
+def assert_one_line_failure(proc: subprocess.CompletedProcess, command: str, *fragments: str) -> list[str]:
+    """Checks the failure shape; returns the lines of stderr."""
+    output = proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0, output
+    assert "Traceback" not in output, output
+    assert proc.stdout.strip() == "", output
+    assert 1 <= len(lines) <= 2, f"expected one line and an optional hint, got:\n{proc.stderr}"
+    assert lines[0].startswith(f"orrb {command}: error: "), proc.stderr
+    if len(lines) == 2:
+        assert lines[1].startswith("  hint: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, f"{fragment!r} not in:\n{proc.stderr}"
+    return lines
+
+
+def _no_egl_site(tmp_path) -> str:
+    """A folder whose sitecustomize makes every load of libEGL fail, as on a machine without it."""
+    site = tmp_path / "no_egl_site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import ctypes\n"
+        "_init = ctypes.CDLL.__init__\n"
+        "def _no_egl(self, name, *args, **kwargs):\n"
+        "    if name and 'EGL' in str(name):\n"
+        "        raise OSError(f'{name}: cannot open shared object file: No such file or directory')\n"
+        "    _init(self, name, *args, **kwargs)\n"
+        "ctypes.CDLL.__init__ = _no_egl\n")
+    return str(site)
+
+
+def _listening_port() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+def test_missing_model_file_is_one_line_naming_the_file(tmp_path):
+    proc = run_orrb("demo", "--model", "missing.xml", "--out", "d.png", cwd=tmp_path)
+    assert_one_line_failure(proc, "demo", "--model: file not found", "missing.xml")
+
+
+def test_malformed_renderer_config_is_one_line_naming_the_file_and_place(tmp_path):
+    (tmp_path / "bad.json").write_text('{"components": [\n')
+    proc = run_orrb("demo", "--config", "bad.json", "--out", "d.png", cwd=tmp_path)
+    assert_one_line_failure(proc, "demo", "bad.json", "malformed JSON")
+
+
+def test_unknown_camera_is_one_line_with_the_close_match(tmp_path):
+    proc = run_orrb("render", os.path.join(orrb.utils.package_relative_path("assets"), "states", "qpos.csv"),
+                    "--out", "o", "--cameras", "vision_cam_lef", "--config", "none", cwd=tmp_path)
+    assert_one_line_failure(proc, "render", "vision_cam_lef", "did you mean 'vision_cam_left'")
+
+
+def test_busy_base_port_is_one_line_naming_the_port_with_a_free_one_as_hint(tmp_path):
+    with _listening_port() as busy:
+        port = busy.getsockname()[1]
+        proc = run_orrb("demo", "--workers", "1", "--base-port", str(port), "--out", "d.png", cwd=tmp_path)
+    lines = assert_one_line_failure(proc, "demo", f"port {port}", "already in use")
+    assert len(lines) == 2 and "--base-port" in lines[1]
+
+
+def test_unreachable_server_address_is_one_line_naming_it_within_the_timeout(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = run_orrb("demo", "--servers", address, "--connect-timeout", "2", "--config", "none", "--out", "d.png",
+                    cwd=tmp_path)
+    assert time.monotonic() - started < 30  # the timeout (2 s) and the start of Python, generously
+    lines = assert_one_line_failure(proc, "demo", address)
+    assert len(lines) == 2 and "orrb serve" in lines[1]
+
+
+def test_missing_libegl_leaves_help_working_and_says_which_package_to_install(tmp_path):
+    site = _no_egl_site(tmp_path)
+    help_proc = run_orrb("--help", cwd=tmp_path, PYTHONPATH=site, MUJOCO_GL="egl")
+    assert help_proc.returncode == 0 and "demo" in help_proc.stdout, help_proc.stderr
+    proc = run_orrb("demo", "--out", "d.png", cwd=tmp_path, PYTHONPATH=site, MUJOCO_GL="egl")
+    lines = assert_one_line_failure(proc, "demo", "libEGL")
+    assert len(lines) == 2 and "apt-get install -y libegl1" in lines[1]
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_orrb("demo", "--model", "missing.xml", "--out", "d.png", "--debug", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "orrb demo: error: --model: file not found" in proc.stderr
+
+
+def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if stable-baselines3 were not installed
+    monkeypatch.delitem(sys.modules, "orrb.wrappers.sb3", raising=False)  # imported afresh (restored after)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "orrb\[rl\]"') as error:
+        importlib.import_module("orrb.wrappers.sb3")
+    assert error.value.name == "stable_baselines3"
+    from orrb.cli.failures import explain
+
+    failure = explain(error.value)
+    assert failure.status == 1 and "stable_baselines3" in failure.message and "orrb[rl]" in failure.hint
+
+
+@pytest.mark.parametrize("error, message, hint, status", [
+    (orrb.RendererError("server tcp://127.0.0.1:15500, port 15500 failed to start: process 7 exited with code 1\n"
+                        "  last lines of the log:\n    cannot bind tcp://127.0.0.1:15500: Address already in use",
+                        server="tcp://127.0.0.1:15500"), "port 15500 is already in use", "--base-port", 1),
+    (orrb.RendererError("server tcp://10.0.0.9:5000 failed to start: no answer to the handshake within 5 s",
+                        server="tcp://10.0.0.9:5000"), "no render server answered at tcp://10.0.0.9:5000", "firewall", 1),
+    (orrb.RendererError("cannot create an OpenGL context (MUJOCO_GL='egl'): eglInitialize failed. On a headless "
+                        "Linux machine install EGL and Mesa"), "cannot create an OpenGL context", "apt-get install", 1),
+    (orrb.RendererError("server tcp://127.0.0.1:5000 failed 4 times: exited with code -9\n  log tail",
+                        server="tcp://127.0.0.1:5000", log_file="/tmp/orrb-x.log"), "failed 4 times", "/tmp/orrb-x.log", 1),
+    (orrb.ConfigError("renderer config x.json: malformed JSON at line 2"), "malformed JSON at line 2", None, 2),
+    (FileNotFoundError("states file not found: s.csv"), "states file not found: s.csv", None, 2),
+    (KeyboardInterrupt(), "interrupted", None, 130),
+    (ZeroDivisionError("boom"), "unexpected ZeroDivisionError: boom", "--debug", 1),
+])
+def test_every_failure_reads_as_one_line_with_what_to_do(error, message, hint, status):
+    from orrb.cli.failures import explain
+
+    failure = explain(error)
+    assert "\n" not in failure.message and message in failure.message
+    assert (failure.hint is None) if hint is None else (hint in failure.hint and "\n" not in failure.hint)
+    assert failure.status == status

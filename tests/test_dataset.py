@@ -35,13 +35,13 @@ def _args(out, count, shard_size, *extra):
 
 
 def _direct_render(qpos, seeds, segmentation=True):
-    from orrb.cli import _dataset_chain
+    from orrb.cli.dataset import dataset_chain
 
     config = orrb.RemoteRendererConfig(
         camera_names=["vision_cam_left"], image_width=32, image_height=32, model_xml_path="dactyl.xml",
         model_mapping_path="dactyl.mapping", asset_basedir=ASSETS, render_segmentation=segmentation,
         renderer_config_path=None if _config_arg() == "none" else _config_arg())
-    chain, _ = _dataset_chain(config, "cube")
+    chain = dataset_chain(config, "cube")
     with orrb.LocalRenderer(config, chain) as renderer:
         return renderer.render_batch({"qpos": qpos, "seeds": seeds}), renderer.class_names
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(REPO, "examples")
+SCRIPTS = sorted(glob.glob(os.path.join(EXAMPLES, "*.py")))
 
 
 def _ports_free(ports) -> bool:
@@ -82,3 +86,49 @@ def test_train_vision_trains_both_models_and_reports_pixel_errors(tmp_path):
     assert all(np.isfinite(v["mean"]) and 0 <= v["mean"] < 48 * 1.5 for v in errors.values())
     plot = np.asarray(Image.open(tmp_path / "tv" / "train_vision_predictions.png"))
     assert plot.ndim == 3 and plot.std() > 3
+
+
+def _option_blocks(help_text: str) -> dict[str, str]:
+    """``{'--option': its help text}`` for the options of an argparse help that take a value."""
+    blocks: dict[str, str] = {}
+    current = None
+    for line in help_text.splitlines():
+        match = re.match(r"^  (?:-\w, )?(--[\w-]+)( [A-Z_]+| \{)?", line)
+        if match:
+            current = match.group(1) if match.group(2) else None
+            if current:
+                blocks[current] = line
+        elif current and line.startswith("   "):
+            blocks[current] += " " + line.strip()
+        else:
+            current = None
+    return blocks
+
+
+@pytest.mark.parametrize("name", [os.path.basename(path) for path in SCRIPTS])
+def test_example_help_shows_every_default(name, tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    blocks = _option_blocks(proc.stdout)
+    assert blocks, proc.stdout
+    hidden = [option for option, text in blocks.items() if "default" not in text]
+    assert not hidden, f"{name} --help hides the defaults of {hidden}"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=os.path.basename)
+def test_example_cites_only_documents_in_the_repository(path):
+    with open(path) as f:
+        text = f.read()
+    for outside in ("SPEC", "COMPONENTS.md", "MEASURED.md", "ARCHITECTURE.md", "API_ORIGIN", "API document"):
+        assert outside not in text, f"{os.path.basename(path)} cites {outside!r}, which is not in the repository"
+    for document in re.findall(r"[\w./-]+\.md\b", text):
+        assert glob.glob(os.path.join(REPO, "**", os.path.basename(document)), recursive=True), document
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=os.path.basename)
+def test_example_uses_no_private_name_of_orrb(path):
+    with open(path) as f:
+        text = f.read()
+    private = re.findall(r"\borrb(?:\.\w+)*\._\w+", text) + re.findall(r"from orrb[\w.]* import [^\n]*\b_\w+", text)
+    assert not private, f"{os.path.basename(path)} uses private names: {private}"

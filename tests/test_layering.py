@@ -26,7 +26,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "orrb"
 
 FLOORS = {
     "orrb.components": 0, "orrb.config": 0, "orrb.frames": 0, "orrb.scene": 0, "orrb.request": 0, "orrb.errors": 0,
-    "orrb.utils": 0, "orrb.egl_device": 0, "orrb._version": 0,
+    "orrb.utils": 0, "orrb.egl_device": 0, "orrb._version": 0, "orrb.extras": 0,
     "orrb.renderer": 1, "orrb.engine": 1,
     "orrb.local": 2, "orrb.dataset": 2, "orrb.contact_sheet": 2, "orrb.pool": 2,
     "orrb.wrappers": 3,

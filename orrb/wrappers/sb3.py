@@ -9,17 +9,16 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-    from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
-except ImportError as e:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        f"orrb's stable-baselines3 wrappers need stable-baselines3 ({e}); install it with: pip install \"orrb[rl]\""
-    ) from e
+from orrb.extras import import_optional
 
-from orrb.wrappers.handle import RendererHandle
-from orrb.wrappers.make import make_sb3_vec
-from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, shared_render_spec
+import_optional("stable_baselines3", "orrb's stable-baselines3 wrappers (make_sb3_vec)")  # else: the install line
+
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper  # noqa: E402
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn  # noqa: E402
+
+from orrb.wrappers.handle import RendererHandle  # noqa: E402
+from orrb.wrappers.make import make_sb3_vec  # noqa: E402
+from orrb.wrappers.render_spec import QPOS_KEY, SEED_KEY, shared_render_spec  # noqa: E402
 
 __all__ = ["OrrbVecEnvObservation", "make_sb3_vec"]
 

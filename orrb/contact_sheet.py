@@ -1,6 +1,6 @@
 """Contact sheets: a grid of rendered images (and their modalities as pictures) in one image.
 
-``contact_sheet(response, cameras, ...)`` lays a response out as rows of cameras x
+``contact_sheet(response, layout, ...)`` lays a response out as rows of cameras x
 modalities and columns of batch entries, with a label on every row and column, and
 returns ``uint8 [H, W, 3]``; ``save_png`` writes it. Used by ``orrb demo``.
 """
@@ -12,52 +12,32 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orrb.utils import depth_to_image, normals_to_image, segmentation_to_image
+from orrb.renderer import ResponseLayout
 
-__all__ = ["MODALITIES", "contact_sheet", "modality_images", "save_png"]
-
-# response key suffix -> row label, in display order
-MODALITIES = {"": "colour", "_depth": "depth", "_normals": "normals", "_segmentation": "segmentation"}
+__all__ = ["contact_sheet", "modality_images", "save_png"]
 
 _BACKGROUND = 40  # dark grey between tiles
 _TEXT = (235, 235, 235)
+_LABELS = {"color": "colour", "depth": "depth", "normals": "normals", "segmentation": "segmentation"}
 
 
-def modality_images(response: dict[str, np.ndarray], camera: str) -> list[tuple[str, np.ndarray]]:
-    """The pictures of one camera's modalities present in ``response``.
+def modality_images(response: dict[str, np.ndarray], layout: ResponseLayout, camera: str
+                    ) -> list[tuple[str, np.ndarray]]:
+    """The pictures of one camera's outputs.
 
     Args:
-        response: a render response (``render_batch``'s dict: ``<camera>`` uint8 ``[B, H, W, 3|4]``,
-            ``<camera>_depth``, ``<camera>_normals``, ``<camera>_segmentation`` when rendered).
-        camera: a camera name of the response.
+        response: a render response (``[B, ...]`` arrays keyed as ``layout`` says).
+        layout: the renderer's response layout (``renderer.layout``).
+        camera: a camera of the layout.
 
     Returns:
         ``[(label, uint8 [B, H, W, 3]), ...]`` in the order colour, depth, normals,
-        segmentation (only those present); an alpha channel is dropped.
+        segmentation (those the layout has); an alpha channel is dropped.
 
     Raises:
-        KeyError: the response has no colour images for ``camera``.
+        KeyError: the layout has no such camera (the message lists its cameras).
     """
-    if camera not in response:
-        cameras = sorted(k for k in response if isinstance(response[k], np.ndarray) and response[k].ndim == 4
-                         and not k.endswith("_normals"))
-        raise KeyError(f"the response has no images for camera {camera!r}; cameras in it: {cameras}")
-    out = []
-    for suffix, label in MODALITIES.items():
-        key = camera + suffix
-        if key not in response:
-            continue
-        value = response[key]
-        if suffix == "":
-            picture = np.asarray(value)[..., :3]
-        elif suffix == "_depth":
-            picture = depth_to_image(value)
-        elif suffix == "_normals":
-            picture = normals_to_image(value)
-        else:
-            picture = segmentation_to_image(value)
-        out.append((label, picture))
-    return out
+    return [(_LABELS[o.modality.value], o.picture(response[o.key])) for o in layout.for_camera(camera)]
 
 
 def _font(size: int):
@@ -78,7 +58,8 @@ def _text_width(font, text: str, font_px: int) -> float:
 
 def contact_sheet(
     response: dict[str, np.ndarray],
-    cameras: Sequence[str],
+    layout: ResponseLayout,
+    cameras: Sequence[str] | None = None,
     column_labels: Sequence[str] | None = None,
     title: str | None = None,
     gap: int = 4,
@@ -103,7 +84,9 @@ def contact_sheet(
     """
     from PIL import Image, ImageDraw
 
-    rows = [(f"{camera} {label}", pictures) for camera in cameras for label, pictures in modality_images(response, camera)]
+    cameras = layout.cameras if cameras is None else cameras
+    rows = [(f"{camera} {label}", pictures) for camera in cameras
+            for label, pictures in modality_images(response, layout, camera)]
     b, h, w = rows[0][1].shape[:3]
     if column_labels is None:
         column_labels = [f"#{i}" for i in range(b)]

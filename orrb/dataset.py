@@ -17,6 +17,7 @@ dtype and meaning) and ``description``. Each shard holds, for its ``n`` items:
 - ``segmentation_<camera>``: uint8 ``[n, H, W]`` class ids (``class_names``), unless
   the dataset was written without segmentation;
 - ``depth_<camera>``: float32 ``[n, H, W]`` metres (only with depth);
+- ``normals_<camera>``: float32 ``[n, H, W, 3]`` (only with normals);
 - every auxiliary stream of the chain under its own name, e.g.
   ``tracker_cube_X_<camera>`` float32 ``[n, 2]`` (normalized image position, x right,
   y down, (0, 0) top-left) and ``tracker_cube_X_<camera>_bbox`` float32 ``[n, 4]``
@@ -49,6 +50,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from orrb.renderer import Modality
 
 __all__ = [
     "FORMAT",
@@ -363,17 +366,9 @@ class DatasetWriter:
         start = shard * self.shard_size
         qpos = np.asarray(response["qpos"], dtype=np.float64)
         arrays: dict[str, np.ndarray] = {}
-        for camera in self.config.camera_names:
-            arrays[f"images_{camera}"] = response[camera][..., :3]
-            if f"{camera}_segmentation" in response:
-                arrays[f"segmentation_{camera}"] = response[f"{camera}_segmentation"]
-            if f"{camera}_depth" in response:
-                arrays[f"depth_{camera}"] = response[f"{camera}_depth"]
-        skip = {"qpos", "seeds", "seed"} | {c + s for c in self.config.camera_names
-                                            for s in ("", "_depth", "_normals", "_segmentation")}
-        for key, value in response.items():
-            if key not in skip and isinstance(value, np.ndarray) and value.ndim == 2 and len(value) == len(qpos):
-                arrays[key] = value
+        for output in self.renderer.layout:  # images under their dataset names, streams as they are
+            value = response[output.key]
+            arrays[output.dataset_name] = value[..., :3] if output.modality is Modality.COLOR else value
         pos, quat = self._object_pose(qpos)
         arrays[f"{self.object_name}_pos"] = pos
         arrays[f"{self.object_name}_quat"] = quat

@@ -1,4 +1,4 @@
-"""Checking render requests in the caller's thread (SPEC §4, §10).
+"""Checking render requests in the caller's thread, before any work is queued.
 
 A request is a dict with ``qpos`` (``[B, K]``) and ``seed`` (int, entry ``i`` gets
 ``seed + i``) or ``seeds`` (``[B]``, wins if both are given); every other key is

@@ -79,8 +79,9 @@ def test_contact_sheet_places_every_picture_unchanged(make_dactyl_config, dactyl
                                 image_height=24, render_depth=True, render_segmentation=True)
     with orrb.LocalRenderer(config) as renderer:
         response = renderer.render_batch({"qpos": dactyl_states[:3], "seed": 0})
+        layout = renderer.layout
     boxes: list = []
-    sheet = contact_sheet(response, config.camera_names, tile_boxes=boxes)
+    sheet = contact_sheet(response, layout, tile_boxes=boxes)
     assert sheet.dtype == np.uint8 and sheet.ndim == 3
     assert len(boxes) == 2 * 3 * 3  # cameras x (colour, depth, segmentation) x entries
     for label, entry, y, x, h, w in boxes:
@@ -104,8 +105,9 @@ def test_demo_writes_a_contact_sheet_showing_the_scene_in_every_tile(tmp_path, c
                                        render_depth=True, render_normals=True, render_segmentation=True)
     with orrb.LocalRenderer(config) as renderer:
         response = renderer.render_batch({"qpos": np.zeros((2, renderer.columns)), "seed": 0})
+        layout = renderer.layout
     boxes: list = []
-    contact_sheet(response, config.camera_names, tile_boxes=boxes)  # same layout rules, same sizes
+    contact_sheet(response, layout, tile_boxes=boxes)  # same layout rules, same sizes
     for label, entry, y, x, h, w in boxes:
         tile = sheet[y:y + h, x:x + w].astype(float)
         assert tile.std() > 10, f"tile {label} #{entry} looks blank"

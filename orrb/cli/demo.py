@@ -44,10 +44,11 @@ def run(args) -> int:
     started = time.perf_counter()
     with make_renderer(args, config) as renderer:
         response = renderer.render_batch({"qpos": qpos, "seeds": seeds})
+        layout = renderer.layout
     elapsed = time.perf_counter() - started
     config_name = os.path.basename(config.renderer_config_path) if config.renderer_config_path else "no components"
     title = f"orrb {__version__} demo: state {args.state}, renderer config {config_name}, {args.size}x{args.size}"
-    sheet = contact_sheet(response, config.camera_names, [f"seed {s}" for s in seeds], title=title)
+    sheet = contact_sheet(response, layout, column_labels=[f"seed {s}" for s in seeds], title=title)
     path = save_png(sheet, args.out)
     print(f"wrote {path} ({len(config.camera_names)} cameras x {args.seeds} seeds, "
           f"colour/depth/normals/segmentation, rendered in {elapsed:.1f} s)")

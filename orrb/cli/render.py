@@ -37,7 +37,8 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from orrb.contact_sheet import modality_images, save_png
+    from orrb.contact_sheet import save_png
+    from orrb.renderer import Modality
     from orrb.dataset import load_states
 
     states = load_states(args.states)
@@ -57,13 +58,12 @@ def run(args) -> int:
                 response = renderer.render_batch({"qpos": states[start:stop], "seeds": seeds[start:stop]})
                 if bar is None:
                     bar = tqdm(total=n, unit=" states", desc="orrb render", disable=args.quiet, dynamic_ncols=True)
-                if write_png:
-                    for camera in config.camera_names:
-                        folder = os.path.join(out_dir, camera)
-                        for label, pictures in modality_images(response, camera):
-                            suffix = "" if label == "colour" else f"_{label}"
-                            for i, picture in enumerate(pictures):
-                                save_png(picture, os.path.join(folder, f"{start + i:05d}{suffix}.png"))
+                if write_png:  # DIR/<camera>/<index>.png, <index>_depth.png, ...
+                    for output in renderer.layout.images:
+                        folder = os.path.join(out_dir, output.camera)
+                        suffix = "" if output.modality is Modality.COLOR else f"_{output.modality.value}"
+                        for i, picture in enumerate(output.picture(response[output.key])):
+                            save_png(picture, os.path.join(folder, f"{start + i:05d}{suffix}.png"))
                 if write_npz:  # every output of the response layout: images and component streams
                     for key in renderer.layout.keys():
                         parts.setdefault(key, []).append(response[key])

@@ -39,7 +39,7 @@ def two_configs():
     return {"A": a, "B": b}
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=6, help="batches to render (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=4, help="states per batch (default: %(default)s)")
@@ -48,8 +48,12 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="render servers; 0 renders in this process (default: %(default)s)")
     parser.add_argument("--base-port", type=int, default=15650, help="first server port (default: %(default)s)")
     parser.add_argument("--out-dir", default="batch_demo_out", help="folder for the PNGs (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> dict:
+    """Renders the batches; returns ``{"A": [...], "B": [...]}`` (each batch's images, ``uint8
+    [2H, B*W, 3]``, in completion order), ``most_in_flight`` and ``elapsed_s``."""
     config = orrb.RemoteRendererConfig(
         camera_names=["vision_cam_left", "vision_cam_right"], image_width=args.size, image_height=args.size,
         model_xml_path="dactyl.xml", model_mapping_path="dactyl.mapping",
@@ -96,11 +100,17 @@ def main(argv=None):
         while in_flight:
             collect()
             in_flight -= 1
-    elapsed = time.perf_counter() - started
+    return {**by_config, "most_in_flight": most_in_flight, "elapsed_s": time.perf_counter() - started,
+            "cameras": list(config.camera_names)}
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = run(args)
+    by_config, most_in_flight, elapsed = {k: out[k] for k in "AB"}, out["most_in_flight"], out["elapsed_s"]
     same = all(np.array_equal(imgs[0], other) for imgs in by_config.values() if imgs for other in imgs[1:])
     differ = bool(by_config["A"] and by_config["B"]) and not np.array_equal(by_config["A"][0], by_config["B"][0])
-    print(f"{args.batches} batches x {args.batch} states x {len(config.camera_names)} cameras in {elapsed:.1f} s, "
+    print(f"{args.batches} batches x {args.batch} states x {len(out['cameras'])} cameras in {elapsed:.1f} s, "
           f"up to {most_in_flight} in flight")
     print(f"batches queued under the same config are identical: {same}; A and B differ: {differ}")
     return 0 if same and (differ or args.batches < 2) else 1

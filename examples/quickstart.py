@@ -36,19 +36,13 @@ def _build_renderer(num_gpus, num_workers, base_port):
     return config, orrb.RemoteRenderer('OrrbRenderer0', server_configs, config)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="render server processes (default: %(default)s)")
-    parser.add_argument("--base-port", type=int, default=15600, help="first server port (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=8, help="states per batch (default: %(default)s)")
-    parser.add_argument("--out", default="quickstart.png", help="PNG with the batch's images (default: %(default)s)")
-    args = parser.parse_args(argv)
-
-    config, renderer = _build_renderer(num_gpus=1, num_workers=args.workers, base_port=args.base_port)
+def render(workers: int, base_port: int, batch_size: int):
+    """Renders one batch synchronously and then asynchronously; returns both responses."""
+    config, renderer = _build_renderer(num_gpus=1, num_workers=workers, base_port=base_port)
     renderer.start()
     try:
         states = np.loadtxt(orrb.utils.package_relative_path('assets/states/qpos.csv'), delimiter=',')
-        batch = {'qpos': states[:args.batch], 'seed': 0}
+        batch = {'qpos': states[:batch_size], 'seed': 0}
 
         # synchronous
         result = renderer.render_batch(batch)
@@ -62,7 +56,18 @@ def main(argv=None):
             raise async_result
     finally:
         renderer.shutdown()
+    return result, async_result
 
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="render server processes (default: %(default)s)")
+    parser.add_argument("--base-port", type=int, default=15600, help="first server port (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=8, help="states per batch (default: %(default)s)")
+    parser.add_argument("--out", default="quickstart.png", help="PNG with the batch's images (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    result, async_result = render(args.workers, args.base_port, args.batch)
     images = result['vision_cam_left']
     print(f"response keys: {sorted(result)}")
     print(f"vision_cam_left: {images.dtype} {list(images.shape)}")

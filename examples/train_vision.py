@@ -198,7 +198,8 @@ def train(kind: str, args, scene: Scene, out_dir: str, port_offset: int, torch):
                       f"{time.perf_counter() - started:.0f} s", flush=True)
     finally:
         renderer.shutdown()
-    return model, {"train_s": time.perf_counter() - started, "render_wait_s": wait, "final_loss": float(np.mean(losses[-20:]))}
+    return model, {"train_s": time.perf_counter() - started, "render_wait_s": wait,
+                   "final_loss": float(np.mean(losses[-20:])), "losses": losses}
 
 
 def predict(torch, model, images: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -20,7 +20,7 @@ import orrb  # noqa: F401  (sets MUJOCO_GL=egl before gymnasium imports mujoco)
 from orrb.wrappers import OrrbObservation
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="env steps (default: %(default)s)")
     parser.add_argument("--episode-length", type=int, default=10, help="steps per episode (default: %(default)s)")
@@ -28,13 +28,16 @@ def main(argv=None):
     parser.add_argument("--randomize", choices=("episode", "step"), default="episode",
                         help="one randomization draw per episode or per step (default: %(default)s)")
     parser.add_argument("--out", default="ant_orrb.png", help="filmstrip PNG (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the episodes; returns ``observation_space``, ``frames`` (``uint8 [2H, W, 3]`` each),
+    ``first`` and ``again`` (the images of two ``reset(seed=0)``) and the info ``streams``."""
     env = gymnasium.make("Ant-v5", max_episode_steps=args.episode_length)
     env = OrrbObservation(env, camera_names=["track"],
                           free_camera={"distance": 5.0, "azimuth": 135.0, "elevation": -25.0, "trackbodyid": 1},
                           width=args.size, height=args.size, randomize=args.randomize)
-    print(f"observation space: {env.observation_space}")
     frames = []
     try:
         obs, info = env.reset(seed=0)
@@ -46,12 +49,22 @@ def main(argv=None):
             if terminated or truncated:
                 obs, info = env.reset()
         streams = sorted(k for k in info if not k.startswith("orrb_") and isinstance(info[k], np.ndarray))
-        print(f"info from the renderer: orrb_qpos, orrb_seed{', ' + ', '.join(streams) if streams else ''}")
         again, _ = env.reset(seed=0)
-        reproducible = all(np.array_equal(first[k], again[k]) for k in first)
-        print(f"reset(seed=0) reproduces the images: {reproducible}")
+        space = env.observation_space
     finally:
         env.close()
+    return {"observation_space": space, "frames": frames, "first": first, "again": again, "streams": streams}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = run(args)
+    frames, first, again = out["frames"], out["first"], out["again"]
+    print(f"observation space: {out['observation_space']}")
+    streams = out["streams"]
+    print(f"info from the renderer: orrb_qpos, orrb_seed{', ' + ', '.join(streams) if streams else ''}")
+    reproducible = all(np.array_equal(first[k], again[k]) for k in first)
+    print(f"reset(seed=0) reproduces the images: {reproducible}")
     blank = [i for i, f in enumerate(frames) if f.std() < 5]
     if blank:
         raise SystemExit(f"frames {blank} are blank")

@@ -180,3 +180,18 @@ def test_renderer_handle_shuts_down_only_the_renderer_it_owns(counting_renderer)
     assert counting_renderer.render_batch({"qpos": qpos, "seed": 0})[CAM].shape == (1, 36, 36, 3), "shared one runs on"
     with pytest.raises(orrb.RendererError, match="after close"):
         owned.render(qpos, [5])
+
+
+def test_make_vec_names_the_install_line_when_the_env_needs_a_missing_extra():
+    # Gymnasium's MuJoCo envs need imageio (the mujoco-envs extra); hide it in a fresh process
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['imageio'] = None\n"
+            "import orrb\n"
+            "try:\n"
+            "    orrb.make_vec('Ant-v5', num_envs=1, vectorization_mode='sync')\n"
+            "except ModuleNotFoundError as e:\n"
+            "    print('ERROR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "ERROR Ant-v5 needs the module 'imageio'" in out and 'pip install "orrb[mujoco-envs]"' in out, out

@@ -49,14 +49,28 @@ def env_factory(env_id: str, env_kwargs: dict | None, wrapper_kwargs: dict | Non
         env_kwargs["defer_rendering"] = True
 
         def make() -> gym.Env:
-            return gym.make(spec, **env_kwargs)
+            return _gym_make(spec, env_kwargs)
     else:
         def make() -> gym.Env:
             from orrb.wrappers.observation import OrrbDeferredObservation
 
-            return OrrbDeferredObservation(gym.make(spec, **env_kwargs), **wrapper_kwargs)
+            return OrrbDeferredObservation(_gym_make(spec, env_kwargs), **wrapper_kwargs)
 
     return make
+
+
+def _gym_make(spec, env_kwargs: dict) -> gym.Env:
+    """``gymnasium.make``; an optional module the env needs (e.g. imageio for Gymnasium's MuJoCo
+    envs) that is missing fails with the line that installs it."""
+    from orrb.extras import EXTRAS, install_line
+
+    try:
+        return gym.make(spec, **env_kwargs)
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.split(".")[0] not in EXTRAS:
+            raise
+        raise ModuleNotFoundError(f"{spec.id} needs the module {e.name!r}, which is not installed: "
+                                  f"{install_line(e.name)}", name=e.name) from e
 
 
 def renderer_handle(spec: RenderSpec, renderer: Any, num_servers: int = 2, name: str = "orrb-vec") -> RendererHandle:

@@ -25,8 +25,8 @@ _FIELDS = ("hue", "saturation", "contrast", "brightness", "temperature", "tint",
 def _box_blur(x: np.ndarray, radius: int, axes=(1, 2)) -> np.ndarray:
     """Separable box blur of ``[B, H, W, ...]`` with edge clamping; float32.
 
-    Small radii sum shifted slices of the edge-padded image (4x faster than cumulative
-    sums at the radii the effects use); larger ones difference cumulative sums.
+    Small radii sum shifted slices of the edge-padded image (faster than cumulative sums at
+    the radii the effects use: see benchmarks/RESULTS.md); larger ones difference cumulative sums.
     """
     if radius <= 0:
         return x
@@ -52,7 +52,7 @@ def _downsample(x: np.ndarray, f: int) -> np.ndarray:
     """Block mean of ``[B, H, W, ...]`` by ``f`` (H, W cropped to multiples of f); float32."""
     h, w = x.shape[1:3]
     hh, ww = h // f, w // f
-    # f strided adds per axis: ~10x faster than a reduce over reshaped axes; uint8 input sums
+    # f strided adds per axis, faster than a reduce over reshaped axes; uint8 input sums
     # exactly in uint16 (up to 16x16 blocks), cheaper than float32
     acc = np.uint16 if x.dtype == np.uint8 and f <= 16 else np.float32
     rows = x[:, 0:hh * f:f].astype(acc)
@@ -292,9 +292,9 @@ class PostProcessingRandomizer(Component):
         f = _DOWN
         m, o = grading_matrices(v[:, 0:6]) if grade else (None, np.zeros((b, 3), np.float32))
         if grade:
-            # a 3-wide product (~0.14 ms per 200x200 image): a block-diagonal 12-wide one was 3x
-            # faster alone, but BLAS ran it on every core, and 8 servers' BLAS threads on one
-            # machine cut the pool's throughput 4x (measured on a 16-core GPU machine)
+            # a 3-wide product: a block-diagonal 12-wide one is faster alone, but BLAS runs it on
+            # every core, and several servers' BLAS threads on one machine then starve each
+            # other (benchmarks/RESULTS.md has the GPU machine's figures)
             x = (rgb.reshape(b, h * w, 3).astype(np.float32) @ m.transpose(0, 2, 1)).reshape(b, h, w, 3)
         else:
             x = rgb.astype(np.float32)
@@ -327,7 +327,7 @@ class PostProcessingRandomizer(Component):
             add = glow + add  # [B, h/f, w/f, 3]
         if h % f == 0 and w % f == 0:
             # rows of blocks as [B, H/f, f, W*3]: the per-block factors repeat along W*3 (one long,
-            # contiguous inner loop; broadcasting over a trailing axis of 3 is 5x slower)
+            # contiguous inner loop; broadcasting over a trailing axis of 3 is much slower)
             rows = x.reshape(b, h // f, f, w * 3)
             if dark is not None:
                 rows *= np.repeat(dark, f * 3, axis=2)[:, :, None, :]

@@ -48,8 +48,8 @@ log = logging.getLogger("orrb.pool")
 MAX_LOG_FILES = 64
 MAX_REPLY_BYTES = wire.MAX_ARRAY_BYTES
 # Servers run side by side, several per machine: one BLAS/OpenMP thread each. A numpy product
-# that reaches a multithreaded BLAS starts a thread per core in every server (8 servers on
-# 16 cores ran 4x slower).
+# that reaches a multithreaded BLAS starts a thread per core in every server, and the servers'
+# threads then starve each other (benchmarks/RESULTS.md).
 ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _CLEAN_EXITS = (0, -signal.SIGINT, -signal.SIGTERM)
 _WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_SUCCEEDED

@@ -1,11 +1,13 @@
 """The "warp" backend (MuJoCo Warp's batch ray tracer, here on Warp's CPU device) against the GL engine.
 
+Tests that render with Warp are skipped (with the install line) when ``mujoco_warp`` is missing.
 One Warp engine per configuration and module: its kernels compile once per process (seconds on
 the CPU, then cached on disk by Warp). Images are small; the comparisons with GL use 128 px.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -14,12 +16,12 @@ import pytest
 import orrb
 from orrb.config import ComponentSpec, RendererConfig
 
-mujoco_warp = pytest.importorskip("mujoco_warp", reason="mujoco_warp is not installed: pip install \"orrb[warp]\"")
+from conftest import dactyl_config
+from orrb.engine import RenderEngine, create_engine
+from orrb.engine.warp_backend import WarpRenderEngine
 
-from orrb.engine import RenderEngine, create_engine  # noqa: E402
-from orrb.engine.warp_backend import WarpRenderEngine  # noqa: E402
-
-from conftest import dactyl_config  # noqa: E402
+needs_warp = pytest.mark.skipif(importlib.util.find_spec("mujoco_warp") is None,
+                                reason='mujoco_warp is not installed: pip install "orrb[warp]"')
 
 DACTYL_CHAIN = orrb.utils.package_relative_path("assets/dactyl.renderer_config.json")
 
@@ -62,6 +64,7 @@ def chain_engines():
     warp.close()
 
 
+@needs_warp
 def test_every_output_key_dtype_and_shape_equals_gl(plain_pair):
     _, gl_out, warp_out = plain_pair
     assert list(warp_out) == list(gl_out)
@@ -70,6 +73,7 @@ def test_every_output_key_dtype_and_shape_equals_gl(plain_pair):
         assert warp_out[key].shape == gl_out[key].shape, key
 
 
+@needs_warp
 def test_segmentation_masks_agree_with_gl_per_class(plain_pair):
     config, gl_out, warp_out = plain_pair
     for camera in config.camera_names:
@@ -80,6 +84,7 @@ def test_segmentation_masks_agree_with_gl_per_class(plain_pair):
             assert iou >= 0.95, f"{camera} class {cls}: IoU {iou:.3f}"
 
 
+@needs_warp
 def test_depth_agrees_with_gl_within_a_centimetre_where_both_hit(plain_pair):
     config, gl_out, warp_out = plain_pair
     for camera in config.camera_names:
@@ -93,6 +98,7 @@ def test_depth_agrees_with_gl_within_a_centimetre_where_both_hit(plain_pair):
         assert np.median(np.abs(gl_d - warp_d)[both]) < 0.002
 
 
+@needs_warp
 def test_row_zero_is_the_top_of_the_image_as_in_gl(plain_pair):
     config, gl_out, warp_out = plain_pair
     camera = config.camera_names[0]
@@ -101,6 +107,7 @@ def test_row_zero_is_the_top_of_the_image_as_in_gl(plain_pair):
     assert (gl_seg == warp_seg[:, ::-1]).mean() < (gl_seg == warp_seg).mean()
 
 
+@needs_warp
 def test_tracker_labels_are_identical_to_gl(chain_engines, states):
     gl, warp = chain_engines
     seeds = np.array([5, 6, 7, 8], dtype=np.uint64)
@@ -111,6 +118,7 @@ def test_tracker_labels_are_identical_to_gl(chain_engines, states):
         assert np.array_equal(gl_out[key], warp_out[key]), key
 
 
+@needs_warp
 def test_same_seed_is_bit_identical_and_another_seed_changes_outputs(chain_engines, states):
     _, warp = chain_engines
     a = warp.render(states, np.array([1, 2, 3, 4], dtype=np.uint64))
@@ -122,6 +130,7 @@ def test_same_seed_is_bit_identical_and_another_seed_changes_outputs(chain_engin
     assert np.array_equal(a["vision_cam_left"][1:], c["vision_cam_left"][1:])  # entries are independent
 
 
+@needs_warp
 def test_an_entry_renders_the_same_alone_and_in_a_batch(chain_engines, states):
     _, warp = chain_engines
     seeds = np.array([1, 2, 3, 4], dtype=np.uint64)
@@ -131,6 +140,7 @@ def test_an_entry_renders_the_same_alone_and_in_a_batch(chain_engines, states):
         assert np.array_equal(alone[key][0], batch[key][2]), key
 
 
+@needs_warp
 @pytest.mark.parametrize("name", ["camera_randomizer", "post_processing_randomizer", "cube_face_randomizer",
                                   "lighting_rig", "light_randomizer", "material_randomizer"])
 def test_each_dactyl_component_changes_the_images(chain_engines, states, name):
@@ -146,6 +156,7 @@ def test_each_dactyl_component_changes_the_images(chain_engines, states, name):
     assert changed_pixels(full, without) >= 20, name
 
 
+@needs_warp
 @pytest.mark.parametrize("spec", [
     ("JointRandomizer", "joints", {}, ""),
     ("TranslateRotateScale", "trs", {"translate": (0.0, 0.0, 0.03), "scale": (2.0, 2.0, 2.0)}, "cube"),
@@ -163,6 +174,7 @@ def test_scene_components_change_the_images(states, spec):
     assert changed_pixels(before, after) >= 20, kind
 
 
+@needs_warp
 def test_the_pool_renders_warp_as_the_local_renderer_does(states):
     config = dactyl_config(renderer_config_path=DACTYL_CHAIN, backend="warp", render_segmentation=True)
     batch = {"qpos": states, "seed": 17}
@@ -175,6 +187,7 @@ def test_the_pool_renders_warp_as_the_local_renderer_does(states):
         assert np.array_equal(result[key], reference[key]), key
 
 
+@needs_warp
 def test_make_vec_steps_with_a_warp_renderer():
     env_config = dactyl_config(camera_names=["vision_cam_left"], backend="warp")
     with orrb.LocalRenderer(env_config, RendererConfig.load(DACTYL_CHAIN)) as renderer:
@@ -194,6 +207,23 @@ def test_unknown_backend_is_refused_naming_the_accepted_ones():
     config = dactyl_config(backend="vulkan")
     with pytest.raises(ValueError, match=r"backend must be one of \['gl', 'warp'\], got 'vulkan'"):
         config.validate()
+
+
+@needs_warp
+def test_a_component_the_backend_cannot_express_is_refused_at_build_naming_it(monkeypatch):
+    from orrb.engine import warp_backend
+
+    monkeypatch.setattr(warp_backend, "SUPPORTED_COMPONENTS", warp_backend.SUPPORTED_COMPONENTS - {"Tracker"})
+    chain = RendererConfig([ComponentSpec("Tracker", "labels", "", {"camera_names": "vision_cam_left",
+                                                                      "tracked_object_names": "cube"})])
+    with pytest.raises(orrb.ConfigError, match=r"component 'labels' \(Tracker\).*'warp' backend cannot express"):
+        create_engine(dactyl_config(backend="warp"), chain)
+
+
+def test_the_backend_travels_with_the_config_dict():
+    config = dactyl_config(backend="warp")
+    assert orrb.RemoteRendererConfig.from_dict(config.to_dict()).backend == "warp"
+    assert orrb.RemoteRendererConfig().backend == "gl"
 
 
 def test_warp_without_mujoco_warp_says_what_to_install(monkeypatch):

@@ -132,9 +132,7 @@ class WarpRenderEngine:
     def _check_components(self) -> None:
         for component in self._chain.components:
             if component.type_name not in SUPPORTED_COMPONENTS:
-                raise ConfigError(
-                    f"{component.where}: the 'warp' backend cannot express a {component.type_name} (it carries "
-                    f"over {sorted(SUPPORTED_COMPONENTS)}); use backend='gl' or remove the component")
+                raise ConfigError(_refusal(component.name, component.type_name))
 
     def _build(self) -> None:
         cfg = self.config
@@ -206,8 +204,7 @@ class WarpRenderEngine:
             raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
         for spec in renderer_config.components:
             if spec.type not in SUPPORTED_COMPONENTS:
-                raise ConfigError(f"component {spec.name!r} ({spec.type}): the 'warp' backend cannot express a "
-                                  f"{spec.type} (it carries over {sorted(SUPPORTED_COMPONENTS)})")
+                raise ConfigError(_refusal(spec.name, spec.type))
         if self._chain.update(renderer_config):
             self._build()
 
@@ -287,11 +284,13 @@ class WarpRenderEngine:
         with wp.ScopedDevice(self.device):
             wdata, rc, model_arrays, layout = self._context(nworld, static)
             for name, values in worlds_model.items():
-                model_arrays[name].assign(values)
+                if values.size:
+                    model_arrays[name].assign(values)
                 setattr(self._warp_model, name, model_arrays[name])  # contexts of other sizes have their own
             for name, values in worlds_data.items():
                 target = getattr(wdata, name)
-                target.assign(values.reshape(target.shape + ((3, 3) if name.endswith("xmat") else (-1,))))
+                if values.size:
+                    target.assign(values.reshape(target.shape + ((3, 3) if name.endswith("xmat") else (-1,))))
             mjw.refit_bvh(self._warp_model, wdata, rc)
             mjw.render(self._warp_model, wdata, rc)
             rgb = rc.rgb_data.numpy()[:count]
@@ -361,6 +360,11 @@ class WarpRenderEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _refusal(name: str, type_name: str) -> str:
+    return (f"component {name!r} ({type_name}): the 'warp' backend cannot express a {type_name} (it carries over "
+            f"{sorted(SUPPORTED_COMPONENTS)}); use backend='gl' or remove the component")
 
 
 class _SiteGeoms:

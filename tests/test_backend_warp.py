@@ -162,6 +162,8 @@ def test_each_dactyl_component_changes_the_images(chain_engines, states, name):
     ("TranslateRotateScale", "trs", {"translate": (0.0, 0.0, 0.03), "scale": (2.0, 2.0, 2.0)}, "cube"),
     ("Hide", "hide_cube", {"geom_prefix": "cube:"}, ""),
     ("CameraCalibrator", "calib", {"fov_delta": 8.0}, "vision_cam_left"),
+    ("CameraProperties", "props", {"field_of_view": 60.0}, "vision_cam_left"),
+    ("LookAt", "look", {"target_offset": (1.0, 0.87, 0.2)}, "vision_cam_left"),
 ])
 def test_scene_components_change_the_images(states, spec):
     config = dactyl_config(camera_names=["vision_cam_left"], backend="warp")

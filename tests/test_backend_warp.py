@@ -222,6 +222,13 @@ def test_a_component_the_backend_cannot_express_is_refused_at_build_naming_it(mo
         create_engine(dactyl_config(backend="warp"), chain)
 
 
+def test_every_built_in_component_type_is_carried_over():
+    from orrb.components.base import registry
+    from orrb.engine.warp_backend import SUPPORTED_COMPONENTS
+
+    assert set(registry()) == SUPPORTED_COMPONENTS
+
+
 def test_the_backend_travels_with_the_config_dict():
     config = dactyl_config(backend="warp")
     assert orrb.RemoteRendererConfig.from_dict(config.to_dict()).backend == "warp"

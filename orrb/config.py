@@ -41,6 +41,10 @@ class RenderSettings:
             raise ValueError(f"RenderSettings.shadows must be None or a bool, got {self.shadows!r}")
 
 
+# the render engines a config can choose (RemoteRendererConfig.backend)
+BACKENDS = ("gl", "warp")
+
+
 class RemoteRendererConfig:
     """What a renderer renders: the scene, the cameras, the image size and modalities.
 
@@ -50,7 +54,9 @@ class RemoteRendererConfig:
     ``renderer_config_path`` (None: no components), ``asset_basedir='.'`` (relative
     paths resolve against it), ``render_alpha``, ``render_depth``, ``render_normals``,
     ``render_segmentation`` (all False), ``spawn_servers=True``, and
-    ``render_settings`` (a :class:`RenderSettings`). Assigning any other attribute
+    ``render_settings`` (a :class:`RenderSettings`), ``backend="gl"`` (the engine: ``"gl"``
+    rasterizes each entry with MuJoCo's OpenGL renderer, ``"warp"`` ray traces a whole batch
+    with MuJoCo Warp, ``pip install "orrb[warp]"``). Assigning any other attribute
     raises ``AttributeError``, so a typo cannot pass silently.
     """
 
@@ -58,6 +64,7 @@ class RemoteRendererConfig:
         "camera_names", "image_width", "image_height", "renderer_version", "model_xml_path",
         "model_mapping_path", "renderer_config_path", "asset_basedir", "render_alpha",
         "render_depth", "render_normals", "render_segmentation", "spawn_servers", "render_settings",
+        "backend",
     )
 
     def __init__(self, **fields: Any):
@@ -75,6 +82,7 @@ class RemoteRendererConfig:
         self.render_segmentation: bool = False
         self.spawn_servers: bool = True
         self.render_settings: RenderSettings = RenderSettings()
+        self.backend: str = "gl"
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -128,6 +136,8 @@ class RemoteRendererConfig:
         if not isinstance(self.render_settings, RenderSettings):
             raise TypeError(f"render_settings must be an orrb.RenderSettings, got {self.render_settings!r}")
         self.render_settings.validate()
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
 
     # -- transport ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ extra (the README's "Which extra do I need" table):
 
 - ``mujoco-envs``: ``gymnasium[mujoco]`` (imageio), for Gymnasium's MuJoCo envs (``Ant-v5``, ...);
 - ``rl``: stable-baselines3 (with torch) and TensorBoard;
+- ``warp``: ``mujoco-warp`` (with ``warp-lang``), for ``RemoteRendererConfig.backend = "warp"``;
 - ``test``: both, and pytest.
 
 ``import_optional`` imports a module or fails with the line to run::
@@ -26,6 +27,8 @@ EXTRAS: dict[str, str] = {
     "tensorboard": "rl",
     "imageio": "mujoco-envs",
     "pytest": "test",
+    "mujoco_warp": "warp",
+    "warp": "warp",
 }
 
 

@@ -48,11 +48,11 @@ class LocalRenderer(RendererBase):
         super().__init__(config, renderer_config)
 
     def _start(self) -> RendererInfo:
-        from orrb.engine import RenderEngine
+        from orrb.engine import create_engine
 
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orrb-local")
         try:
-            engine = executor.submit(RenderEngine, self.config, self._initial_renderer_config,
+            engine = executor.submit(create_engine, self.config, self._initial_renderer_config,
                                      self._engine_options).result()
         except BaseException:
             executor.shutdown(wait=True)

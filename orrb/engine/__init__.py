@@ -16,11 +16,36 @@ Parts, each in its own module:
 - ``outputs``: a batch's response arrays, allocated from the response layout.
 - ``modalities``: pure array maths (depth in metres, normals, segmentation classes, alpha).
 - ``gl``: low-level GL calls (context class, hardware check, one-blit read).
+- ``warp_backend``: :class:`~orrb.engine.warp_backend.WarpRenderEngine`, the same interface on
+  MuJoCo Warp's batch ray tracer (``config.backend == "warp"``, needs ``orrb[warp]``).
+
+:func:`create_engine` builds the engine ``config.backend`` names.
 """
+
+from __future__ import annotations
 
 from orrb.components.base import BatchContext, Frames
 from orrb.engine.modalities import linear_depth, normals_from_depth
 from orrb.engine.options import EngineOptions
 from orrb.engine.render_engine import RenderEngine
 
-__all__ = ["BatchContext", "EngineOptions", "Frames", "RenderEngine", "linear_depth", "normals_from_depth"]
+__all__ = ["BatchContext", "EngineOptions", "Frames", "RenderEngine", "create_engine", "linear_depth",
+           "normals_from_depth"]
+
+
+def create_engine(config, renderer_config=None, options: EngineOptions | None = None):
+    """The render engine ``config.backend`` names: :class:`RenderEngine` for ``"gl"``,
+    :class:`~orrb.engine.warp_backend.WarpRenderEngine` for ``"warp"`` (same arguments,
+    methods and outputs).
+
+    Raises:
+        ValueError: an unknown backend (``config.validate()`` names it and the accepted ones).
+        ModuleNotFoundError: ``"warp"`` without ``mujoco_warp`` installed (the message gives
+            the pip line).
+    """
+    config.validate()
+    if config.backend == "warp":
+        from orrb.engine.warp_backend import WarpRenderEngine
+
+        return WarpRenderEngine(config, renderer_config, options)
+    return RenderEngine(config, renderer_config, options)

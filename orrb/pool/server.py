@@ -93,6 +93,8 @@ def _setup_device(device: int | None, lp_threads: int | None) -> str:
     """Chooses the GL device before any GL context exists; returns a line for the log."""
     from orrb import egl_device
 
+    if device is not None:
+        os.environ["ORRB_WARP_DEVICE"] = f"cuda:{device}"  # the warp backend's device (used when CUDA is there)
     if device is not None and egl_device.nvidia_gpu_present():
         try:
             egl_index = egl_device.egl_index_for_cuda_device(device)
@@ -320,7 +322,7 @@ class RenderServer:
 
     def _init(self, header: dict[str, Any]) -> list:
         from orrb.config import RemoteRendererConfig, RendererConfig
-        from orrb.engine import RenderEngine
+        from orrb.engine import create_engine
 
         config_dict = header.get("config")
         if not isinstance(config_dict, dict):
@@ -332,7 +334,7 @@ class RenderServer:
         renderer_config = header.get("renderer_config")
         chain = RendererConfig.from_json(renderer_config) if isinstance(renderer_config, dict) else None
         started = time.perf_counter()
-        engine = RenderEngine(config, chain)  # built first: a failure leaves the running scene as it was
+        engine = create_engine(config, chain)  # built first: a failure leaves the running scene as it was
         old, self.scene = self.scene, _Scene(engine, scene_id, config, chain)
         if old is not None:
             old.engine.close()
@@ -350,7 +352,7 @@ class RenderServer:
 
     def _update(self, header: dict[str, Any]) -> list:
         from orrb.config import RendererConfig
-        from orrb.engine import RenderEngine
+        from orrb.engine import create_engine
 
         stamp = header.get("stamp")
         if stamp is not None and (type(stamp) is not int or stamp < 1):
@@ -367,7 +369,7 @@ class RenderServer:
             # updates applied so far, as a restarted server would) and put that in its place
             log.warning("update to stamp %s failed; rebuilding the scene at stamp %d", stamp, scene.stamp)
             try:
-                engine = RenderEngine(scene.config, scene.base_chain)
+                engine = create_engine(scene.config, scene.base_chain)
                 for past in scene.history:
                     engine.update(past)
             except BaseException:

@@ -5,6 +5,7 @@ extra (the README's "Which extra do I need" table):
 
 - ``mujoco-envs``: ``gymnasium[mujoco]`` (imageio), for Gymnasium's MuJoCo envs (``Ant-v5``, ...);
 - ``rl``: stable-baselines3 (with torch) and TensorBoard;
+- ``ray``: Ray, for render servers and datasets on a Ray cluster (``orrb.ray``);
 - ``test``: both, and pytest.
 
 ``import_optional`` imports a module or fails with the line to run::
@@ -25,6 +26,7 @@ EXTRAS: dict[str, str] = {
     "torch": "rl",
     "tensorboard": "rl",
     "imageio": "mujoco-envs",
+    "ray": "ray",
     "pytest": "test",
 }
 

@@ -156,7 +156,7 @@ def test_killed_actor_is_restarted_and_all_20_batches_in_flight_complete_correct
 def test_shutdown_leaves_no_actor_and_no_server_process(cluster, dactyl_states):
     renderer = RayRenderer("test-ray-shutdown", small_config(), 2)
     renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})
-    pids, actors, addresses = renderer.server_pids, renderer.actors, renderer.addresses
+    pids, actors = renderer.server_pids, renderer.actors
     renderer.shutdown()
     renderer.shutdown()  # idempotent
     for actor in actors:
@@ -165,7 +165,6 @@ def test_shutdown_leaves_no_actor_and_no_server_process(cluster, dactyl_states):
     assert wait_until(lambda: all(gone(p) for p in pids), 10), "a server process outlived shutdown()"
     with pytest.raises(RendererError):
         renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})
-    del addresses
 
 
 DRIVER = """
@@ -183,20 +182,15 @@ sys.stdin.read()  # until killed
 
 def test_driver_killed_with_sigkill_leaves_no_actor_and_no_server_process(cluster):
     script = DRIVER.format(tests=os.path.dirname(os.path.abspath(__file__)), address=cluster.address)
-    driver = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    try:
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as driver:
         line = driver.stdout.readline()
         assert line, "the driver script failed before its renderer started"
         pids = json.loads(line)["pids"]
         assert len(pids) == 2 and not any(gone(p) for p in pids)
-        os.kill(driver.pid, signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGKILL)  # (the with block kills it too when an assertion fails first)
         driver.wait()
         assert wait_until(lambda: all(gone(p) for p in pids), 30), "a server actor outlived its killed driver"
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
 
 
 def test_node_lost_for_good_shrinks_the_pool_and_batches_complete(cluster, reference, dactyl_states):

@@ -475,7 +475,6 @@ class Supervisor:
                                                    "is left"))
         else:
             log.warning("%s is gone (%s): its work waits for it to come back", server.describe(), reason)
-            self.restarts += 1
             self._events.append(Lost(server, reason))
             self._forget_requests(server)
             server.awaited = True
@@ -490,6 +489,7 @@ class Supervisor:
         tail = address.rsplit(":", 1)[-1]
         server.address, server.port = address, int(tail) if tail.isdigit() else None
         server.error, server.awaited = None, False
+        self.restarts += 1
         self.launch(server)
 
     def _stopped(self, server: Server, reason: str) -> None:

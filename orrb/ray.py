@@ -282,7 +282,12 @@ class RayRenderer(RemoteRenderer):
         returns: dict[Any, tuple[int, float]] = {}  # info() of a restarting actor -> (index, deadline)
         while not self._stopping.is_set():
             refs = list(lifelines) + list(returns)
-            ready, _ = ray.wait(refs, num_returns=1, timeout=_WATCH_TICK_S) if refs else ([], [])
+            try:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=_WATCH_TICK_S) if refs else ([], [])
+            except Exception as e:  # Ray itself went away (ray.shutdown() before ours): nothing left to follow
+                if not self._stopping.is_set():
+                    log.warning("RayRenderer %r: stopped following its actors: %r", self.name, e)
+                return
             if self._stopping.is_set():
                 return
             for ref in ready:

@@ -254,6 +254,16 @@ def test_server_gone_and_moved_hooks_reroute_a_pool_of_orrb_serve_processes(dact
                 pool.server_gone(5, "no such server")
             with pytest.raises(ValueError):
                 pool.server_moved(1, "127.0.0.1:80")
+        # the last server gone: its batches wait for it, and complete once it is back elsewhere
+        with orrb.RemoteRenderer("hooks-single", addresses[1:2], small_config(), timeout=30) as single:
+            futures = [single.render_batch_async({"qpos": dactyl_states[:8], "seed": s}) for s in range(3)]
+            single.server_gone(0, "its container is being rescheduled")
+            futures += [single.render_batch_async({"qpos": dactyl_states[:8], "seed": s}) for s in range(3, 6)]
+            time.sleep(1.0)
+            assert not any(f.done() for f in futures[3:]), "a batch completed with no server"
+            single.server_moved(0, addresses[2])
+            for seed, future in enumerate(futures):
+                assert_same(future.result(timeout=60), reference[seed])
     finally:
         for proc in procs:
             proc.kill()

@@ -212,6 +212,28 @@ def test_node_lost_for_good_shrinks_the_pool_and_batches_complete(cluster, refer
             cluster.remove_node(node)
 
 
+def test_actor_of_a_lost_node_is_restarted_on_another_node_and_rejoins(cluster, reference, dactyl_states):
+    node = cluster.add_node(num_cpus=1, **NODE)
+    try:
+        with RayRenderer("test-ray-move", small_config(), 2, placement="SPREAD", max_restarts=1, timeout=10,
+                         connect_timeout=5) as pool:
+            head = ray.get_runtime_context().get_node_id()
+            assert len(set(pool.node_ids)) == 2, f"SPREAD placed both servers on one node: {pool.node_ids}"
+            moved = pool.node_ids.index(next(n for n in pool.node_ids if n != head))
+            futures = [pool.render_batch_async({"qpos": dactyl_states[:8], "seed": s}) for s in range(6)]
+            cluster.remove_node(node)
+            node = None
+            for seed, future in enumerate(futures):
+                assert_same(future.result(timeout=120), reference[seed])
+            # Ray placed the lost bundle on the head node; the pool renders with the restarted actor there
+            assert wait_until(lambda: pool.node_ids[moved] == head, 60), "the actor was not restarted elsewhere"
+            assert wait_until(lambda: pool.stats["restarts"] >= 1, 30)
+            assert_same(pool.render_batch({"qpos": dactyl_states[:8], "seed": 9}), reference[9])
+    finally:
+        if node is not None:
+            cluster.remove_node(node)
+
+
 def test_dataset_over_two_ray_workers_equals_the_single_machine_dataset(cluster, tmp_path):
     from orrb.cli import main
     from orrb.dataset import load_dataset, load_manifest

@@ -468,8 +468,12 @@ class Supervisor:
             return
         others = any(s.alive for s in self.servers if s is not server)
         self._disconnect(server)
+        server.outstanding.clear()
         if others:
-            self._stopped(server, reason)
+            log.info("%s is gone (%s): its work goes to the other servers", server.describe(), reason)
+            server.state, server.since = ServerState.STOPPED, time.monotonic()
+            server.error = server.error_for(f"{server.describe()} is gone ({reason})")
+            self._events.append(Stopped(server, reason))
         elif for_good:
             self._give_up(server, server.error_for(f"{server.describe()} is gone ({reason}) and no other server "
                                                    "is left"))

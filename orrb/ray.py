@@ -169,12 +169,16 @@ class RayRenderer(RemoteRenderer):
         self._placement_group = None
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
-        if isinstance(num_servers, bool) or not isinstance(num_servers, int) or num_servers < 1:
-            raise ValueError(f"num_servers must be an int >= 1, got {num_servers!r}")
+        if isinstance(num_servers, bool) or not isinstance(num_servers, int):
+            raise TypeError(f"num_servers must be an int, got {type(num_servers).__name__}")
+        if num_servers < 1:
+            raise ValueError(f"num_servers must be >= 1, got {num_servers}")
         for label, value in (("gpus_per_server", gpus_per_server), ("cpus_per_server", cpus_per_server),
                              ("restart_timeout", restart_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{label} must be a number >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{label} must be a number, got {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"{label} must be >= 0, got {value}")
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {list(PLACEMENTS)}, got {placement!r}")
         if resources is not None and (not isinstance(resources, dict) or not all(

@@ -68,7 +68,7 @@ def run(args) -> int:
     if args.ray is not None:
         return run_on_ray(args, config, chain)
     if args.gpus_per_worker is not None:
-        raise CommandError("--gpus-per-worker is for --ray workers; without --ray give --workers N")
+        raise CommandError("--gpus-per-worker applies to the workers of --ray only: add --ray [ADDRESS] --workers N")
     with make_renderer(args, config, chain) as renderer:
         writer = DatasetWriter(renderer, config, args.out, args.count, args.shard_size, args.seed,
                                object_name=args.object, renderer_config_json=chain.to_dict(),

@@ -234,12 +234,15 @@ class RayRenderer(RemoteRenderer):
                                     f"{self.start_timeout:g} s (start_timeout)") from None
             except ray.exceptions.RayError as e:
                 raise RendererError(f"RayRenderer {self.name!r}: a server actor failed to start: {e}") from None
+            # followed from here on: a death while the pool connects is seen too
+            lifelines = {actor.wait.remote(): i for i, actor in enumerate(self._actors)}
             self._entries = [(None, None, info["address"]) for info in self._infos]
             info = super()._start()
         except BaseException:
             self._kill_actors()
             raise
-        self._watcher = threading.Thread(target=self._watch, name=f"orrb-{self.name}-ray-watch", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, args=(lifelines,), name=f"orrb-{self.name}-ray-watch",
+                                         daemon=True)
         self._watcher.start()
         log.info("RayRenderer %r: %d servers at %s", self.name, self.num_servers,
                  ", ".join(i["address"] for i in self._infos))
@@ -280,9 +283,9 @@ class RayRenderer(RemoteRenderer):
                 pass
 
     # -- faults ------------------------------------------------------------------------------------
-    def _watch(self) -> None:
-        """Follows each actor: a death tells the pool at once, a restart tells it the new address."""
-        lifelines = {self._actors[i].wait.remote(): i for i in range(len(self._actors))}
+    def _watch(self, lifelines: dict) -> None:
+        """Follows each actor (``lifelines``: its ``wait()`` call -> its index): a death tells the
+        pool at once, a restart tells it the new address."""
         returns: dict[Any, tuple[int, float]] = {}  # info() of a restarting actor -> (index, deadline)
         while not self._stopping.is_set():
             refs = list(lifelines) + list(returns)

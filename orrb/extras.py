@@ -6,7 +6,8 @@ extra (the README's "Which extra do I need" table):
 - ``mujoco-envs``: ``gymnasium[mujoco]`` (imageio), for Gymnasium's MuJoCo envs (``Ant-v5``, ...);
 - ``rl``: stable-baselines3 (with torch) and TensorBoard;
 - ``warp``: ``mujoco-warp`` (with ``warp-lang``), for ``RemoteRendererConfig.backend = "warp"``;
-- ``test``: both, and pytest.
+- ``ray``: Ray, for render servers and datasets on a Ray cluster (``orrb.ray``);
+- ``test``: all of them, and pytest.
 
 ``import_optional`` imports a module or fails with the line to run::
 
@@ -26,6 +27,7 @@ EXTRAS: dict[str, str] = {
     "torch": "rl",
     "tensorboard": "rl",
     "imageio": "mujoco-envs",
+    "ray": "ray",
     "pytest": "test",
     "mujoco_warp": "warp",
     "warp": "warp",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from orrb.cli.common import add_scene_options, build_config, make_renderer, nonneg_int, positive_int
+from orrb.cli.common import (CommandError, add_scene_options, build_config, make_renderer, nonneg_int,
+                             positive_float, positive_int)
 
 __all__ = ["add_parser", "dataset_chain", "run"]
 
@@ -34,6 +35,14 @@ def add_parser(subparsers) -> None:
                          help="stop after writing K new shards (build a dataset in chunks; rerun to continue)")
     dataset.add_argument("--quiet", action="store_true", help="no progress bar")
     add_scene_options(dataset, "dactyl.renderer_config.json", 200)
+    cluster = dataset.add_argument_group("Ray cluster (the ray extra)")
+    cluster.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                         help="render on a Ray cluster with --workers N worker actors, each writing its own shards "
+                              "(the same dataset, array for array); ADDRESS as for ray.init (default: RAY_ADDRESS, "
+                              "a cluster started with 'ray start' on this machine, else Ray on this machine). "
+                              "--out must be a folder every node sees")
+    cluster.add_argument("--gpus-per-worker", type=positive_float, default=None, metavar="G",
+                         help="GPUs Ray gives each worker with --ray; it renders on the one assigned (default: 0)")
     dataset.set_defaults(run=run)
 
 
@@ -56,6 +65,10 @@ def run(args) -> int:
 
     config = build_config(args, depth=args.depth, segmentation=not args.no_segmentation)
     chain = dataset_chain(config, args.object)
+    if args.ray is not None:
+        return run_on_ray(args, config, chain)
+    if args.gpus_per_worker is not None:
+        raise CommandError("--gpus-per-worker applies to the workers of --ray only: add --ray [ADDRESS] --workers N")
     with make_renderer(args, config, chain) as renderer:
         writer = DatasetWriter(renderer, config, args.out, args.count, args.shard_size, args.seed,
                                object_name=args.object, renderer_config_json=chain.to_dict(),
@@ -66,4 +79,33 @@ def run(args) -> int:
     state = "complete" if left == 0 else f"{left} shards still to write (rerun the same command to continue)"
     print(f"wrote {written} shards to {writer.directory} ({writer.num_shards} in all, "
           f"{writer.count} items); dataset {state}")
+    return 0
+
+
+def run_on_ray(args, config, chain) -> int:
+    """``orrb dataset ... --ray [ADDRESS] --workers N``: the dataset rendered by N Ray worker actors."""
+    if args.servers:
+        raise CommandError("give either --ray (workers on a Ray cluster) or --servers, not both")
+    if args.workers < 1:
+        raise CommandError(f"--ray renders with --workers N actors: give --workers N >= 1 (got {args.workers})")
+    from orrb.extras import import_optional
+
+    ray = import_optional("ray", "orrb dataset --ray")
+    from orrb.ray import render_dataset
+
+    joined = not ray.is_initialized()
+    if joined:  # in a program that already runs Ray (tests, notebooks), its runtime is used
+        ray.init(address=args.ray or None, log_to_driver=False)
+    try:
+        written, writer = render_dataset(config, chain, args.out, args.count, shard_size=args.shard_size,
+                                         seed=args.seed, object_name=args.object, workers=args.workers,
+                                         gpus_per_worker=args.gpus_per_worker or 0, progress=not args.quiet,
+                                         stop_after=args.stop_after)
+    finally:
+        if joined:
+            ray.shutdown()
+    left = len(writer.pending_shards())
+    state = "complete" if left == 0 else f"{left} shards still to write (rerun the same command to continue)"
+    print(f"wrote {written} shards to {writer.directory} with {args.workers} Ray workers ({writer.num_shards} in "
+          f"all, {writer.count} items); dataset {state}")
     return 0

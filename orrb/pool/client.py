@@ -99,6 +99,21 @@ class UpdateCommand:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerGoneCommand:
+    """Server ``index`` is gone (``for_good``: it will not come back), as whoever started it says."""
+    index: int
+    reason: str
+    for_good: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerMovedCommand:
+    """Server ``index`` is (back) at ``address``."""
+    index: int
+    address: str
+
+
+@dataclasses.dataclass(frozen=True)
 class StopCommand:
     """Stop: after the batches in flight when ``drain`` (up to the pool's timeout), else at once."""
     drain: bool
@@ -362,6 +377,38 @@ class RemoteRenderer(RendererBase):
             except Exception:
                 pass
 
+    # -- servers managed by someone else -------------------------------------------------------------
+    def server_gone(self, index: int, reason: str, *, for_good: bool = False) -> None:
+        """Says that server ``index`` (a ``"tcp://host:port"`` entry) is gone, e.g. its host or
+        container died, so the pool need not wait for its timeout: its requests in flight are
+        rendered again by the other servers; as the last server, its work waits for
+        :meth:`server_moved` (or fails, with ``for_good``). Thread-safe.
+
+        Raises:
+            IndexError: no server ``index``.
+        """
+        self._check_index(index)
+        self._command(ServerGoneCommand(index, str(reason), bool(for_good)))
+
+    def server_moved(self, index: int, address: str) -> None:
+        """Says that server ``index`` now listens at ``address`` (``"tcp://host:port"``), e.g.
+        restarted on another host: the pool connects there, loads the scene and gives it work
+        again (also after :meth:`server_gone`). Thread-safe.
+
+        Raises:
+            IndexError: no server ``index``. ValueError: not a ``tcp://host:port`` address.
+        """
+        self._check_index(index)
+        if not isinstance(address, str) or not address.startswith("tcp://") or ":" not in address[6:]:
+            raise ValueError(f"server_moved: address must look like 'tcp://host:port', got {address!r}")
+        self._command(ServerMovedCommand(index, address))
+
+    def _check_index(self, index: int) -> None:
+        self._started_info()
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self._servers):
+            raise IndexError(f"RemoteRenderer {self.name!r}: server index must be in [0, {len(self._servers)}), "
+                             f"got {index!r}")
+
     # -- info --------------------------------------------------------------------------------------
     @property
     def model(self):
@@ -585,6 +632,10 @@ class RemoteRenderer(RendererBase):
                         for server in self._servers:
                             if server.state is ServerState.READY:
                                 supervisor.sync(server, command.stamp)
+                    elif isinstance(command, ServerGoneCommand):
+                        supervisor.server_gone(self._servers[command.index], command.reason, for_good=command.for_good)
+                    elif isinstance(command, ServerMovedCommand):
+                        supervisor.server_moved(self._servers[command.index], command.address)
                     elif isinstance(command, StopCommand):
                         stop = command
                         stop_deadline = time.monotonic() + max(self.timeout, 1.0)

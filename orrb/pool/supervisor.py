@@ -138,6 +138,7 @@ class Server:
         self.index, self.address, self.device, self.port = index, address, device, port
         self.spawn, self.log_file, self.token = spawn, log_file, token
         self.by_hand = by_hand  # ours, but started by hand (ORRB_DETACHED): waited for without limit
+        self.awaited = False  # gone, to come back at an address given later (server_moved): waited for
         self.proc: subprocess.Popen | None = None
         self.socket: zmq.Socket | None = None
         self.state = ServerState.NEW
@@ -454,6 +455,47 @@ class Supervisor:
         self._forget_requests(server)
         self._send_init(server)
 
+    # -- servers that whoever started them reports gone or moved (e.g. Ray actors) --------------------
+    def server_gone(self, server: Server, reason: str, *, for_good: bool = False) -> None:
+        """A server not spawned here is gone, as whoever started it reports (a Ray actor died).
+
+        Its requests in flight are dropped. While other servers are alive its work moves to
+        them (:class:`Stopped`), and :meth:`server_moved` may bring it back later. As the last
+        server its work waits for it instead (:class:`Lost`), without a time limit, until
+        :meth:`server_moved`; with ``for_good`` it is given up (:class:`Failed`: its batches fail).
+        """
+        if not server.alive or self.stopping:
+            return
+        others = any(s.alive for s in self.servers if s is not server)
+        self._disconnect(server)
+        server.outstanding.clear()
+        if others:
+            log.info("%s is gone (%s): its work goes to the other servers", server.describe(), reason)
+            server.state, server.since = ServerState.STOPPED, time.monotonic()
+            server.error = server.error_for(f"{server.describe()} is gone ({reason})")
+            self._events.append(Stopped(server, reason))
+        elif for_good:
+            self._give_up(server, server.error_for(f"{server.describe()} is gone ({reason}) and no other server "
+                                                   "is left"))
+        else:
+            log.warning("%s is gone (%s): its work waits for it to come back", server.describe(), reason)
+            self._events.append(Lost(server, reason))
+            self._forget_requests(server)
+            server.awaited = True
+            server.state, server.since = ServerState.CONNECTING, time.monotonic()
+
+    def server_moved(self, server: Server, address: str) -> None:
+        """A server not spawned here is (back) at ``address``: connect, handshake and load the
+        scene there (:class:`Ready` when done), also after :meth:`server_gone`."""
+        if server.spawn or self.stopping:
+            return
+        log.info("%s is now at %s", server.describe(), address)
+        tail = address.rsplit(":", 1)[-1]
+        server.address, server.port = address, int(tail) if tail.isdigit() else None
+        server.error, server.awaited = None, False
+        self.restarts += 1
+        self.launch(server)
+
     def _stopped(self, server: Server, reason: str) -> None:
         if self.stopping:
             server.state = ServerState.STOPPED
@@ -623,7 +665,7 @@ class Supervisor:
                     self._lost(server, f"process {server.proc.pid} exited with code {code}")
                 continue
             if server.state in (ServerState.CONNECTING, ServerState.LOADING):
-                if server.by_hand:
+                if server.by_hand or server.awaited:
                     limit = float("inf")
                 elif server.spawn:
                     limit = self.start_timeout

@@ -322,7 +322,12 @@ class DatasetWriter:
     _IDENTITY = ("version", "count", "shard_size", "seed", "cameras", "image_width", "image_height",
                  "segmentation", "depth", "object", "model_xml_path", "qpos_columns", "renderer_config")
 
-    def _check_existing(self) -> None:
+    def check_existing(self) -> None:
+        """Checks that the dataset already in ``directory`` was written with the same arguments.
+
+        Raises:
+            ValueError: names every setting that differs (existing and now).
+        """
         existing = load_manifest(self.directory)
         mismatched = [k for k in self._IDENTITY if existing.get(k) != self.manifest.get(k)]
         if mismatched:
@@ -377,7 +382,9 @@ class DatasetWriter:
         arrays["index"] = np.arange(start, start + len(qpos), dtype=np.int64)
         return arrays
 
-    def _write_shard(self, shard: int, arrays: dict[str, np.ndarray]) -> None:
+    def write_shard(self, shard: int, arrays: dict[str, np.ndarray]) -> None:
+        """Writes shard ``shard`` (``shard_arrays``' output) under a temporary name, then renames it,
+        so an interrupted run leaves only whole shards."""
         final = os.path.join(self.directory, shard_name(shard))
         tmp = os.path.join(self.directory, f".{shard_name(shard)}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
@@ -386,7 +393,8 @@ class DatasetWriter:
             os.fsync(f.fileno())
         os.replace(tmp, final)  # atomic: a shard file is whole or absent
 
-    def _write_manifest(self, arrays: dict[str, np.ndarray]) -> None:
+    def write_manifest(self, arrays: dict[str, np.ndarray]) -> None:
+        """Writes ``manifest.json``, describing the arrays of a shard (``arrays``: one shard's)."""
         self.manifest["arrays"] = _describe(arrays, self.object_name)
         path = os.path.join(self.directory, MANIFEST)
         tmp = path + f".{os.getpid()}.tmp"
@@ -410,7 +418,7 @@ class DatasetWriter:
 
         os.makedirs(self.directory, exist_ok=True)
         if os.path.isfile(os.path.join(self.directory, MANIFEST)):
-            self._check_existing()
+            self.check_existing()
             existing = load_manifest(self.directory)
             if "arrays" in existing:
                 self.manifest["arrays"] = existing["arrays"]
@@ -433,8 +441,8 @@ class DatasetWriter:
                 shard, future = futures.pop(0)
                 arrays = self.shard_arrays(shard, future.result())
                 if "arrays" not in self.manifest or not os.path.isfile(os.path.join(self.directory, MANIFEST)):
-                    self._write_manifest(arrays)
-                self._write_shard(shard, arrays)
+                    self.write_manifest(arrays)
+                self.write_shard(shard, arrays)
                 written += 1
                 bar.update(len(arrays["index"]))
         finally:

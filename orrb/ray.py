@@ -387,7 +387,7 @@ class _DatasetActor:
     def write(self, shard: int) -> dict:
         """Renders and writes shard ``shard``; returns its arrays cut to 0 items (names, dtypes, shapes)."""
         arrays = self.writer.shard_arrays(shard, self.renderer.render_batch(self.writer.shard_request(shard)))
-        self.writer._write_shard(shard, arrays)
+        self.writer.write_shard(shard, arrays)
         return {key: value[:0] for key, value in arrays.items()}
 
 
@@ -436,7 +436,7 @@ def render_dataset(config: RemoteRendererConfig, chain: RendererConfig, director
                                renderer_config_json=chain_json, class_names=class_names)
         os.makedirs(directory, exist_ok=True)
         if os.path.isfile(os.path.join(directory, MANIFEST)):
-            writer._check_existing()
+            writer.check_existing()
             existing = load_manifest(directory)
             if "arrays" in existing:
                 writer.manifest["arrays"] = existing["arrays"]
@@ -462,7 +462,7 @@ def render_dataset(config: RemoteRendererConfig, chain: RendererConfig, director
                 except ray.exceptions.RayError as e:
                     raise RendererError(f"orrb dataset on Ray: worker {w} failed on shard {shard}: {e}") from None
                 if "arrays" not in writer.manifest or not os.path.isfile(os.path.join(directory, MANIFEST)):
-                    writer._write_manifest(empty)
+                    writer.write_manifest(empty)
                 written += 1
                 bar.update(min(shard_size, count - shard * shard_size))
                 if todo:

@@ -226,7 +226,8 @@ def test_every_built_in_component_type_is_carried_over():
     from orrb.components.base import registry
     from orrb.engine.warp_backend import SUPPORTED_COMPONENTS
 
-    assert set(registry()) == SUPPORTED_COMPONENTS
+    built_in = {name for name, cls in registry().items() if cls.__module__.startswith("orrb.components.")}
+    assert built_in == SUPPORTED_COMPONENTS  # (other tests register components of their own)
 
 
 def test_the_backend_travels_with_the_config_dict():

@@ -2,7 +2,9 @@
 
 Parts, each in its own module:
 
-- :class:`RenderEngine` (``render_engine``): the orchestration of a batch.
+- ``engine_base``: :class:`~orrb.engine.engine_base.EngineBase`, what every backend shares
+  (config, chain, scene facts, ``update``).
+- :class:`RenderEngine` (``render_engine``): the orchestration of a batch on OpenGL.
 - :class:`EngineOptions` (``options``): threads, chunk sizes, readback (never outputs).
 - ``entry_setup``: :class:`~orrb.engine.entry_setup.BaseState`, a frozen snapshot of the
   model's per-entry values, and :class:`~orrb.engine.entry_setup.EntrySetup`, which sets one

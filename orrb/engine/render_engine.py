@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import concurrent.futures
 
-import mujoco
 import numpy as np
 
-from orrb.components.base import BatchContext, Component, Frames, SceneContext
+from orrb.components.base import BatchContext, Frames, SceneContext
 from orrb.config import RemoteRendererConfig, RendererConfig
-from orrb.engine.chain import ComponentChain
 from orrb.engine.compiled_scene import CompiledScene
+from orrb.engine.engine_base import EngineBase
 from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.frames import FrameReader, TileLayout
 from orrb.engine.image_stage import ImageStage
@@ -40,7 +39,7 @@ from orrb.errors import RendererError
 __all__ = ["RenderEngine"]
 
 
-class RenderEngine:
+class RenderEngine(EngineBase):
     """Renders batches of states for one scene.
 
     Args:
@@ -66,23 +65,9 @@ class RenderEngine:
                  options: EngineOptions | None = None):
         # Handles first, so close() is safe whatever fails below.
         self._reader: FrameReader | None = None
-        self._scene: CompiledScene | None = None
         self._closed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
-        if not isinstance(config, RemoteRendererConfig):
-            raise TypeError(f"RenderEngine takes an orrb.RemoteRendererConfig, got {type(config).__name__}")
-        if options is None:
-            options = EngineOptions()
-        elif not isinstance(options, EngineOptions):
-            raise TypeError(f"RenderEngine options must be an orrb.engine.EngineOptions, got {type(options).__name__}")
-        config.validate()
-        self.config = config.copy()
-        self._options = options
-        self._xml_path = config.resolve(config.model_xml_path)
-        self._mapping_path = config.resolve(config.model_mapping_path)
-        if renderer_config is None and config.renderer_config_path:
-            renderer_config = RendererConfig.load(config.resolve(config.renderer_config_path))
-        self._chain = ComponentChain(renderer_config)
+        super().__init__(config, renderer_config, options)
         self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
         try:
             self._build()
@@ -105,34 +90,6 @@ class RenderEngine:
 
     # -- properties ----------------------------------------------------------------------------
     @property
-    def model(self) -> mujoco.MjModel:
-        """The compiled model (read it; an ``update()`` that rebuilds replaces it)."""
-        return self._scene.model
-
-    @property
-    def camera_names(self) -> list[str]:
-        return list(self.config.camera_names)
-
-    @property
-    def columns(self) -> int:
-        """How many qpos columns a request needs."""
-        return self._scene.mapping.columns
-
-    @property
-    def class_names(self) -> list[str]:
-        """Segmentation class names by id (0 = background)."""
-        return list(self._scene.class_names)
-
-    @property
-    def components(self) -> list[Component]:
-        """The component chain, in order (a new list of the running components)."""
-        return self._chain.components
-
-    @property
-    def options(self) -> EngineOptions:
-        return self._options
-
-    @property
     def gl_hardware(self) -> bool:
         """True when the GL context renders on hardware (not a software rasterizer such as llvmpipe)."""
         return self._reader is not None and self._reader.hardware
@@ -142,31 +99,6 @@ class RenderEngine:
         """Whether colour and depth are read back with one resolve blit: None until the first
         readback of a multisampled frame has checked it against ``mjr_readPixels``."""
         return None if self._reader is None else self._reader.one_blit
-
-    def renderer_config(self) -> RendererConfig:
-        """The running chain as a :class:`RendererConfig` (properties that differ from defaults)."""
-        return self._chain.renderer_config()
-
-    def streams(self) -> dict[str, tuple[type, int]]:
-        """Auxiliary streams of the enabled components: ``{name: (dtype, k)}``."""
-        return self._chain.streams()
-
-    # -- update ----------------------------------------------------------------------------------
-    def update(self, renderer_config: RendererConfig) -> None:
-        """Merges a renderer config into the running chain.
-
-        Same-named components get the given properties merged in; new names are
-        appended; the model is rebuilt only when a structural property changed or a
-        structural component was added.
-
-        Raises:
-            TypeError: not a :class:`RendererConfig`.
-            ConfigError: a component name given with another type (nothing changed).
-        """
-        if not isinstance(renderer_config, RendererConfig):
-            raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
-        if self._chain.update(renderer_config):
-            self._build()
 
     # -- rendering -------------------------------------------------------------------------------
     def render(self, qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
@@ -289,12 +221,6 @@ class RenderEngine:
             self.close()
         except Exception:
             pass
-
-    def __enter__(self) -> RenderEngine:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _settle(future: concurrent.futures.Future | None) -> None:

@@ -29,10 +29,11 @@ import os
 import mujoco
 import numpy as np
 
-from orrb.components.base import HIDDEN_GROUP, BatchContext, Component, Frames, SceneContext
+from orrb.components.base import HIDDEN_GROUP, BatchContext, Frames, SceneContext
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.engine.chain import ComponentChain
 from orrb.engine.compiled_scene import CompiledScene
+from orrb.engine.engine_base import EngineBase
 from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.frames import TileLayout
 from orrb.engine.image_stage import ImageStage
@@ -83,7 +84,7 @@ def default_device() -> str:
     return "cuda:0" if wp.is_cuda_available() else "cpu"
 
 
-class WarpRenderEngine:
+class WarpRenderEngine(EngineBase):
     """Renders batches of states for one scene with MuJoCo Warp's batch ray tracer.
 
     Args:
@@ -107,24 +108,12 @@ class WarpRenderEngine:
 
     def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None,
                  options: EngineOptions | None = None, device: str | None = None):
-        self._scene: CompiledScene | None = None
         self._contexts: dict = {}  # (nworld, static state) -> (data, render context, per-world arrays)
         self._closed = False
-        if not isinstance(config, RemoteRendererConfig):
-            raise TypeError(f"WarpRenderEngine takes an orrb.RemoteRendererConfig, got {type(config).__name__}")
-        if options is not None and not isinstance(options, EngineOptions):
-            raise TypeError(f"WarpRenderEngine options must be an orrb.engine.EngineOptions, got {type(options).__name__}")
         self._wp, self._mjw = _warp_modules()
-        config.validate()
-        self.config = config.copy()
-        self._options = options or EngineOptions()
+        super().__init__(config, renderer_config, options)
         self.device = device or default_device()
         self._max_worlds = _MAX_WORLDS["cuda" if self.device.startswith("cuda") else "cpu"]
-        self._xml_path = config.resolve(config.model_xml_path)
-        self._mapping_path = config.resolve(config.model_mapping_path)
-        if renderer_config is None and config.renderer_config_path:
-            renderer_config = RendererConfig.load(config.resolve(config.renderer_config_path))
-        self._chain = ComponentChain(renderer_config)
         self._check_components()
         self._build()
 
@@ -153,60 +142,14 @@ class WarpRenderEngine:
 
     # -- properties ----------------------------------------------------------------------------
     @property
-    def model(self) -> mujoco.MjModel:
-        """The compiled host model (read it; an ``update()`` that rebuilds replaces it)."""
-        return self._scene.model
-
-    @property
-    def camera_names(self) -> list[str]:
-        return list(self.config.camera_names)
-
-    @property
-    def columns(self) -> int:
-        """How many qpos columns a request needs."""
-        return self._scene.mapping.columns
-
-    @property
-    def class_names(self) -> list[str]:
-        """Segmentation class names by id (0 = background)."""
-        return list(self._scene.class_names)
-
-    @property
-    def components(self) -> list[Component]:
-        return self._chain.components
-
-    @property
-    def options(self) -> EngineOptions:
-        return self._options
-
-    @property
     def gl_hardware(self) -> bool:
         """False: this backend draws no GL."""
         return False
 
-    def renderer_config(self) -> RendererConfig:
-        """The running chain as a :class:`RendererConfig` (properties that differ from defaults)."""
-        return self._chain.renderer_config()
-
-    def streams(self) -> dict[str, tuple[type, int]]:
-        """Auxiliary streams of the enabled components: ``{name: (dtype, k)}``."""
-        return self._chain.streams()
-
-    def update(self, renderer_config: RendererConfig) -> None:
-        """Merges a renderer config into the running chain (as the GL engine's ``update``).
-
-        Raises:
-            TypeError: not a :class:`RendererConfig`.
-            ConfigError: a component name given with another type, or a component this
-                backend cannot express (nothing changed then).
-        """
-        if not isinstance(renderer_config, RendererConfig):
-            raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
+    def _check_update(self, renderer_config: RendererConfig) -> None:
         for spec in renderer_config.components:
             if spec.type not in SUPPORTED_COMPONENTS:
                 raise ConfigError(_refusal(spec.name, spec.type))
-        if self._chain.update(renderer_config):
-            self._build()
 
     # -- rendering -------------------------------------------------------------------------------
     def render(self, qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
@@ -354,12 +297,6 @@ class WarpRenderEngine:
         """Drops the Warp model, data and render contexts (idempotent, safe on a half-built engine)."""
         self._closed = True
         self._contexts = {}
-
-    def __enter__(self) -> WarpRenderEngine:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _refusal(name: str, type_name: str) -> str:

@@ -1,0 +1,142 @@
+"""``EngineBase``: what every render engine shares, whatever draws the pixels.
+
+The config check and copy, the component chain (loaded from ``config.renderer_config_path``
+unless given), the compiled scene's read-only facts (``model``, ``columns``,
+``class_names``, ``camera_names``), ``renderer_config()``, ``streams()`` and ``update()``.
+A backend implements ``_build`` (compile the scene and bind its drawing side to it),
+``render`` and ``close``; :class:`~orrb.engine.render_engine.RenderEngine` draws with
+OpenGL, :class:`~orrb.engine.warp_backend.WarpRenderEngine` with MuJoCo Warp's ray tracer.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import mujoco
+import numpy as np
+
+from orrb.components.base import Component
+from orrb.config import RemoteRendererConfig, RendererConfig
+from orrb.engine.chain import ComponentChain
+from orrb.engine.compiled_scene import CompiledScene
+from orrb.engine.options import EngineOptions
+
+__all__ = ["EngineBase"]
+
+
+class EngineBase(abc.ABC):
+    """The backend-independent part of a render engine.
+
+    Args:
+        config: what to render (cameras, size, modalities, scene files, render settings).
+        renderer_config: the component chain; defaults to ``config.renderer_config_path``
+            (none when that is unset).
+        options: how to schedule the work (:class:`EngineOptions`; outputs never depend on it).
+
+    Raises:
+        TypeError: ``config`` or ``options`` of the wrong kind.
+        FileNotFoundError / ConfigError: a missing or malformed renderer config file.
+
+    A subclass sets its own handles before calling this ``__init__`` (so its ``close()`` is
+    safe whatever fails), then calls ``_build()``.
+    """
+
+    def __init__(self, config: RemoteRendererConfig, renderer_config: RendererConfig | None = None,
+                 options: EngineOptions | None = None):
+        self._scene: CompiledScene | None = None
+        kind = type(self).__name__
+        if not isinstance(config, RemoteRendererConfig):
+            raise TypeError(f"{kind} takes an orrb.RemoteRendererConfig, got {type(config).__name__}")
+        if options is None:
+            options = EngineOptions()
+        elif not isinstance(options, EngineOptions):
+            raise TypeError(f"{kind} options must be an orrb.engine.EngineOptions, got {type(options).__name__}")
+        config.validate()
+        self.config = config.copy()
+        self._options = options
+        self._xml_path = config.resolve(config.model_xml_path)
+        self._mapping_path = config.resolve(config.model_mapping_path)
+        if renderer_config is None and config.renderer_config_path:
+            renderer_config = RendererConfig.load(config.resolve(config.renderer_config_path))
+        self._chain = ComponentChain(renderer_config)
+
+    # -- to implement ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _build(self) -> None:
+        """Compiles the model with every component's structural edits (sets ``self._scene``),
+        binds the drawing side to it and initializes the chain."""
+
+    @abc.abstractmethod
+    def render(self, qpos: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
+        """Renders a checked batch (``qpos`` float64 ``[B, K]``, ``seeds`` uint64 ``[B]``);
+        returns every output of the response layout, ``[B, ...]``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Frees the drawing side (idempotent, safe on a half-built engine)."""
+
+    def _check_update(self, renderer_config: RendererConfig) -> None:
+        """Refuses a chain change the backend cannot draw (before anything changes)."""
+
+    # -- what the engine knows ---------------------------------------------------------------------
+    @property
+    def model(self) -> mujoco.MjModel:
+        """The compiled model (read it; an ``update()`` that rebuilds replaces it)."""
+        return self._scene.model
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(self.config.camera_names)
+
+    @property
+    def columns(self) -> int:
+        """How many qpos columns a request needs."""
+        return self._scene.mapping.columns
+
+    @property
+    def class_names(self) -> list[str]:
+        """Segmentation class names by id (0 = background)."""
+        return list(self._scene.class_names)
+
+    @property
+    def components(self) -> list[Component]:
+        """The component chain, in order (a new list of the running components)."""
+        return self._chain.components
+
+    @property
+    def options(self) -> EngineOptions:
+        return self._options
+
+    def renderer_config(self) -> RendererConfig:
+        """The running chain as a :class:`RendererConfig` (properties that differ from defaults)."""
+        return self._chain.renderer_config()
+
+    def streams(self) -> dict[str, tuple[type, int]]:
+        """Auxiliary streams of the enabled components: ``{name: (dtype, k)}``."""
+        return self._chain.streams()
+
+    # -- update ------------------------------------------------------------------------------------
+    def update(self, renderer_config: RendererConfig) -> None:
+        """Merges a renderer config into the running chain.
+
+        Same-named components get the given properties merged in; new names are appended;
+        the model is rebuilt only when a structural property changed or a structural
+        component was added.
+
+        Raises:
+            TypeError: not a :class:`RendererConfig`.
+            ConfigError: a component name given with another type, or a component the
+                backend cannot draw (nothing changed then).
+        """
+        if not isinstance(renderer_config, RendererConfig):
+            raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
+        self._check_update(renderer_config)
+        if self._chain.update(renderer_config):
+            self._build()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -328,3 +328,196 @@ def test_a_reload_shows_the_edited_chain_and_renders_again(tune_page, browser_ap
     assert page.evaluate("""(() => { const e = new Event('beforeunload', {cancelable: true});
                                      window.dispatchEvent(e); return e.defaultPrevented; })()""")
     tune_page.revert()
+
+
+# -- bad input: the app answers with errors and keeps serving ----------------------------------------
+SECRET = "tune-test-secret-4711"
+
+
+@pytest.fixture(scope="module")
+def guarded_app(tmp_path_factory):
+    """An app with a shared secret and an --out file, in a folder of its own."""
+    folder = tmp_path_factory.mktemp("guarded")
+    (folder / "secret").write_text(SECRET + "\n")
+    app = TuneApp("--workers", "0", "--size", "32", "--cameras", "vision_cam_top", "--seeds", "1",
+                  "--out", str(folder / "tuned.json"),
+                  "--secret-file", str(folder / "secret"))
+    app.folder = folder
+    yield app
+    app.close()
+
+
+def raw_request(app, method: str, target: str, body: bytes | None = None, headers: dict | None = None):
+    """One raw request (the target is sent as given, not normalized); returns (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+    try:
+        connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for name, value in {"Host": f"127.0.0.1:{app.port}", **(headers or {})}.items():
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def login_cookie(app) -> str:
+    status, headers, _ = raw_request(app, "GET", f"/?token={SECRET}")
+    assert status == 303
+    return headers["set-cookie"].split(";")[0]
+
+
+def ws_connect(app, cookie: str | None, **kwargs):
+    from websockets.sync.client import connect
+
+    headers = {"Cookie": cookie} if cookie else {}
+    return connect(f"ws://127.0.0.1:{app.port}/ws", additional_headers=headers, open_timeout=10, **kwargs)
+
+
+def replies(ws, until: str, timeout_s: float = 20) -> list[dict]:
+    """Messages received up to and including the first of type ``until``."""
+    out = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        message = json.loads(ws.recv(timeout=deadline - time.time()))
+        out.append(message)
+        if message["type"] == until:
+            return out
+    raise AssertionError(f"no {until!r} message within {timeout_s} s; got {[m['type'] for m in out]}")
+
+
+def test_the_page_needs_the_shared_secret(guarded_app):
+    status, headers, _ = raw_request(guarded_app, "GET", "/")
+    assert status == 303 and headers["location"] == "/login"
+    status, _, body = raw_request(guarded_app, "POST", "/login", b"secret=wrong",
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 401 and b"wrong secret" in body
+    status, headers, _ = raw_request(guarded_app, "POST", "/login", f"secret={SECRET}".encode(),
+                              {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303 and headers["set-cookie"].startswith("orrb_tune=")
+    cookie = headers["set-cookie"].split(";")[0]
+    status, _, body = raw_request(guarded_app, "GET", "/", headers={"Cookie": cookie})
+    assert status == 200 and b"/static/app.js" in body
+    status, _, body = raw_request(guarded_app, "GET", "/config.json", headers={"Cookie": "orrb_tune=forged"})
+    assert status == 303
+    from websockets.exceptions import InvalidStatus, ConnectionClosed
+
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        with ws_connect(guarded_app, None) as ws:
+            ws.send(json.dumps({"op": "hello"}))
+            ws.recv(timeout=5)
+
+
+def test_requests_naming_another_host_or_origin_are_refused(guarded_app):
+    cookie = login_cookie(guarded_app)
+    status, _, _ = raw_request(guarded_app, "GET", "/", headers={"Cookie": cookie, "Host": "attacker.example:80"})
+    assert status == 421
+    from websockets.exceptions import InvalidStatus, ConnectionClosed
+
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        with ws_connect(guarded_app, cookie, origin="http://attacker.example") as ws:
+            ws.send(json.dumps({"op": "hello"}))
+            ws.recv(timeout=5)
+
+
+def test_malformed_and_oversized_websocket_messages_get_errors_and_the_app_keeps_serving(guarded_app):
+    cookie = login_cookie(guarded_app)
+    outside = guarded_app.folder.parent / "written_by_tune.json"
+    before = sorted(p.name for p in guarded_app.folder.parent.iterdir())
+    bad = [
+        ("not json {", "malformed JSON"),
+        ("[1, 2, 3]", 'expected a JSON object with an "op"'),
+        (json.dumps({"op": 7}), 'expected a JSON object with an "op"'),
+        (json.dumps({"op": "../../etc/passwd"}), "unknown op"),
+        (json.dumps({"op": "__init__"}), "unknown op"),
+        (json.dumps({"op": "set", "component": "nope", "property": "x", "value": 1}), "no component named 'nope'"),
+        (json.dumps({"op": "set", "component": "camera_randomizer", "property": "fov_radius", "value": "wide"}),
+         "expects a finite number"),
+        ('{"op": "set", "component": "camera_randomizer", "property": "fov_radius", "value": NaN}',
+         "expects a finite number"),
+        (json.dumps({"op": "set", "component": "camera_randomizer", "property": "fov_radiuss", "value": 1}),
+         "did you mean 'fov_radius'"),
+        (json.dumps({"op": "set", "component": ["a"], "property": {}, "value": None}), "'property' must be"),
+        (json.dumps({"op": "move", "component": "camera_randomizer", "to": 99}), "position must be in"),
+        (json.dumps({"op": "add", "type": "../Hide"}), "unknown component type"),
+        (json.dumps({"op": "view", "state": 10**9}), "state must be a row"),
+        (json.dumps({"op": "view", "modality": "x-ray"}), "modality must be one of"),
+        (json.dumps({"op": "load", "text": "{\"components\": 5}"}), "expected an object"),
+        (json.dumps({"op": "load", "text": 12}), "expected the file's text"),
+        (json.dumps({"op": "save", "path": str(outside)}), "cannot choose a path"),
+        (json.dumps({"op": "save", "filename": "../written_by_tune.json"}), "cannot choose a path"),
+        (json.dumps({"op": "set", "component": "camera_randomizer", "property": "path",
+                     "value": "x" * 5000}), "at most 1000 characters"),
+        (json.dumps({"op": "load", "text": "x" * 600_000}), "message too large"),
+    ]
+    with ws_connect(guarded_app, cookie, max_size=None) as ws:
+        ws.send(json.dumps({"op": "hello"}))
+        replies(ws, "hello")
+        for text, expected in bad:
+            ws.send(text)
+            got = replies(ws, "error")[-1]
+            assert expected in got["message"], (text[:80], got["message"])
+        ws.send(b"\x00\x01binary")
+        assert "JSON text" in replies(ws, "error")[-1]["message"]
+        ws.send(json.dumps({"op": "set", "component": "camera_randomizer", "property": "fov_radius", "value": 3,
+                            "ref": 1}))
+        assert replies(ws, "ack")[-1]["ref"] == 1
+        assert replies(ws, "frame", timeout_s=30)[-1]["images"][0][0].startswith("data:image/jpeg;base64,")
+    # a message over the server's own limit ends that connection only
+    from websockets.exceptions import ConnectionClosed
+
+    with ws_connect(guarded_app, cookie, max_size=None) as ws:
+        with pytest.raises(ConnectionClosed):
+            ws.send("x" * 2_000_000)
+            for _ in range(10):
+                ws.recv(timeout=10)
+    with ws_connect(guarded_app, cookie) as ws:
+        ws.send(json.dumps({"op": "hello"}))
+        state = [m for m in replies(ws, "status") if m["type"] == "state"][-1]
+        assert '"fov_radius": 3.0' in state["json"]
+        ws.send(json.dumps({"op": "save"}))
+        assert replies(ws, "saved")[-1]["path"] == str(guarded_app.folder / "tuned.json")
+    assert json.loads((guarded_app.folder / "tuned.json").read_text())["components"][0]["config"][
+        "floatProperties"]["fov_radius"] == 3.0
+    assert not outside.exists()
+    assert sorted(p.name for p in guarded_app.folder.parent.iterdir()) == before
+
+
+def test_path_traversal_and_oversized_http_requests_are_refused(guarded_app):
+    cookie = login_cookie(guarded_app)
+    canary = guarded_app.folder / "canary.js"
+    canary.write_text("CANARY-6f1d")
+    static = os.path.join(os.path.dirname(orrb.__file__), "tune", "static")
+    relative = os.path.relpath(canary, static)
+    for target in ["/static/../app.py", "/static/..%2fapp.py", "/static/%2e%2e/%2e%2e/cli/tune.py",
+                   "/static/" + relative, "/static/" + relative.replace("/", "%2f"), "/static/%2fetc%2fpasswd",
+                   "/static//etc/passwd", "/static/app.js%00.png", "/static/../../../../../../etc/passwd",
+                   "/static/" + "a" * 5000 + ".js", f"/static/{canary}"]:
+        status, _, body = raw_request(guarded_app, "GET", target, headers={"Cookie": cookie})
+        assert status in (400, 404), (target, status)
+        assert b"CANARY" not in body and b"root:" not in body and b"import" not in body
+    status, _, body = raw_request(guarded_app, "GET", "/static/app.js", headers={"Cookie": cookie})
+    assert status == 200 and b"tuneStats" in body
+    status, _, _ = raw_request(guarded_app, "POST", "/login", b"secret=" + b"x" * 60_000,
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 413
+    try:  # the server answers 400 or drops the connection with the headers unread
+        status = raw_request(guarded_app, "GET", "/", headers={"Cookie": cookie, "X-Big": "y" * 200_000})[0]
+    except (ConnectionResetError, BrokenPipeError):
+        status = "dropped"
+    assert status in (400, 431, "dropped")
+    status, headers, body = raw_request(guarded_app, "GET", "/config.json?path=/etc/passwd", headers={"Cookie": cookie})
+    assert status == 200 and json.loads(body)["frame"] == "mujoco"
+    assert 'filename="tuned.json"' in headers["content-disposition"]
+    status, _, body = raw_request(guarded_app, "GET", "/", headers={"Cookie": cookie})
+    assert status == 200
+
+
+def test_a_non_loopback_bind_without_a_secret_is_refused():
+    env = {k: v for k, v in os.environ.items() if k != "ORRB_SECRET"}
+    done = subprocess.run([sys.executable, "-m", "orrb", "tune", "--bind", "0.0.0.0", "--port", "0",
+                           "--workers", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert "refusing to bind 0.0.0.0 without a shared secret" in done.stderr

@@ -114,6 +114,7 @@ def run(args) -> int:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, args.port))
+        sock.listen(128)  # connections wait in the backlog until the server runs
     except OSError as e:
         sock.close()
         raise CommandError(f"cannot listen on {args.bind}:{args.port}: {e.strerror}",

@@ -102,10 +102,12 @@ def build_app(session: TuneSession, *, secret: bytes | None = None, allowed_host
         if refused is not None:
             return refused
         name = request.path_params["name"]
+        missing = PlainTextResponse(f"no such file: {name[:80]!r}", status_code=404)
+        if not _STATIC_NAME.match(name):  # a plain file name: no folder, no dots before the suffix
+            return missing
         path = os.path.realpath(os.path.join(STATIC_DIR, name))
-        if not _STATIC_NAME.match(name) or os.path.dirname(path) != os.path.realpath(STATIC_DIR) \
-                or not os.path.isfile(path):
-            return PlainTextResponse(f"no such file: {name[:80]!r}", status_code=404)
+        if os.path.dirname(path) != os.path.realpath(STATIC_DIR) or not os.path.isfile(path):
+            return missing
         with open(path, "rb") as f:
             return Response(f.read(), media_type=_TYPES[os.path.splitext(path)[1]],
                             headers={"Cache-Control": "no-store"})
@@ -125,11 +127,15 @@ def build_app(session: TuneSession, *, secret: bytes | None = None, allowed_host
             return RedirectResponse("/", status_code=303)
         message = ""
         if request.method == "POST":
-            body = b""
+            body, size = b"", 0
             async for chunk in request.stream():
-                body += chunk
-                if len(body) > 4096:
-                    return PlainTextResponse("login form too large", status_code=413)
+                size += len(chunk)
+                if size > 1 << 20:
+                    break  # the server then drops the connection
+                if size <= 4096:
+                    body += chunk
+            if size > 4096:  # read (up to 1 MiB) and dropped, so the client gets the answer
+                return PlainTextResponse("login form too large (at most 4096 bytes)", status_code=413)
             fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
             given = (fields.get("secret") or [""])[0]
             if hmac.compare_digest(given.encode(), secret):

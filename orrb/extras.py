@@ -5,7 +5,8 @@ extra (the README's "Which extra do I need" table):
 
 - ``mujoco-envs``: ``gymnasium[mujoco]`` (imageio), for Gymnasium's MuJoCo envs (``Ant-v5``, ...);
 - ``rl``: stable-baselines3 (with torch) and TensorBoard;
-- ``test``: both, and pytest.
+- ``tune``: Starlette, uvicorn and websockets, for ``orrb tune`` (:mod:`orrb.tune`);
+- ``test``: all of them, pytest and Playwright (the browser tests drive Debian's ``chromium``).
 
 ``import_optional`` imports a module or fails with the line to run::
 
@@ -26,6 +27,10 @@ EXTRAS: dict[str, str] = {
     "tensorboard": "rl",
     "imageio": "mujoco-envs",
     "pytest": "test",
+    "starlette": "tune",
+    "uvicorn": "tune",
+    "websockets": "tune",
+    "playwright": "test",
 }
 
 

@@ -521,3 +521,45 @@ def test_a_non_loopback_bind_without_a_secret_is_refused():
                            "--workers", "0"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2
     assert "refusing to bind 0.0.0.0 without a shared secret" in done.stderr
+
+
+def test_a_pool_shows_what_a_local_renderer_renders_after_edits_and_a_removal(dactyl_states):
+    """The default renderer is a pool: property edits reach it through ``update()``, a removal
+    through a new pool; the page's lossless pictures equal a ``LocalRenderer``'s of the same chain."""
+    app = TuneApp("--workers", "1", "--base-port", str(orrb.utils.free_base_port(1)), "--size", "32",
+                  "--seeds", "2", "--cameras", "vision_cam_top,vision_cam_left")
+    try:
+        with ws_connect(app, None) as ws:
+            ws.send(json.dumps({"op": "hello"}))
+            chain = orrb.RendererConfig.from_json(
+                [m for m in replies(ws, "status") if m["type"] == "state"][-1]["json"])
+            edits = [{"op": "view", "modality": "normals"},
+                     {"op": "set", "component": "camera_randomizer", "property": "fov_radius", "value": 6},
+                     {"op": "remove", "component": "camera_randomizer"},
+                     {"op": "set", "component": "lighting_rig", "property": "light_head_count", "value": 2}]
+            for ref, edit in enumerate(edits, 1):
+                ws.send(json.dumps({**edit, "ref": ref}))
+                messages = replies(ws, "ack")
+                seq = messages[-1]["seq"]
+                messages += replies(ws, "frame", timeout_s=60)
+                while messages[-1]["seq"] < seq or messages[-1]["modality"] != "normals":
+                    messages += replies(ws, "frame", timeout_s=60)
+                frame = messages[-1]
+                state = [m for m in messages if m["type"] == "state"]
+                chain = orrb.RendererConfig.from_json(state[-1]["json"]) if state else chain
+                config = orrb.RemoteRendererConfig(
+                    camera_names=["vision_cam_top", "vision_cam_left"], image_width=32, image_height=32,
+                    model_xml_path="dactyl.xml", model_mapping_path="dactyl.mapping",
+                    asset_basedir=orrb.utils.package_relative_path("assets"), render_normals=True)
+                with orrb.LocalRenderer(config, chain) as local:
+                    seeds = [c["seed"] for c in frame["columns"]]
+                    rows = [c["row"] for c in frame["columns"]]
+                    expected = local.render_batch({"qpos": dactyl_states[rows], "seeds": np.array(seeds)})
+                    for i, camera in enumerate(config.camera_names):
+                        output = local.layout[camera + "_normals"]
+                        pictures = output.picture(expected[output.key])
+                        for j in range(2):
+                            assert np.array_equal(decode(frame["images"][i][j]), pictures[j]), (edit, camera, j)
+            assert "camera_randomizer" not in chain and chain["lighting_rig"]["light_head_count"] == 2
+    finally:
+        app.close()

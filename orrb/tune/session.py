@@ -106,8 +106,9 @@ class TuneSession:
     """The state behind the tuning page and the thread that renders it.
 
     Args:
-        config: what to render; every modality is rendered, so switching the shown one
-            re-encodes the last batch instead of rendering again.
+        config: what to render. Colour only at first (the fastest render); the first switch
+            to another modality rebuilds the renderer with it added, later switches between
+            modalities rendered already re-encode the last batch.
         renderer_config: the chain to start from (its ``source`` is the file it came from).
         states: ``float64 [N, K]`` states, one per row.
         make_renderer: ``make_renderer(config, renderer_config)`` returns a started renderer
@@ -123,7 +124,8 @@ class TuneSession:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.config = config.copy()
-        self.config.render_depth = self.config.render_normals = self.config.render_segmentation = True
+        self.config.render_depth = self.config.render_normals = self.config.render_segmentation = False
+        self._render_config = self.config.copy()  # what the running renderer renders
         self._make_renderer = make_renderer
         self.states = np.asarray(states, dtype=np.float64)
         if self.states.ndim != 2 or len(self.states) == 0:
@@ -161,7 +163,8 @@ class TuneSession:
         with self._lock:
             if self._thread is not None:
                 return self
-            self._renderer = self._make_renderer(self.config, self._chain.copy())
+            self._render_config = self.config.copy()
+            self._renderer = self._make_renderer(self._render_config, self._chain.copy())
             self._applied = self._explicit(self._chain)
             self._thread = threading.Thread(target=self._loop, name="orrb-tune-render", daemon=True)
             self._thread.start()
@@ -352,6 +355,10 @@ class TuneSession:
                 if modality not in MODALITIES:
                     raise EditError(f"modality must be one of {list(MODALITIES)}, got {str(modality)[:40]!r}")
                 self.modality = modality
+                flag = {"depth": "render_depth", "normals": "render_normals",
+                        "segmentation": "render_segmentation"}.get(modality)
+                if flag is not None:
+                    setattr(self.config, flag, True)
             if state_row is not None:
                 if state_row != "random" and (isinstance(state_row, bool) or not isinstance(state_row, int)
                                               or not 0 <= state_row < len(self.states)):
@@ -428,7 +435,11 @@ class TuneSession:
                 seq, view_seq = self._seq, self._view_seq
                 chain = self._chain.copy()
                 modality, state_row, seeds = self.modality, self.state_row, self._seeds()
+                render_config = self.config.copy()
             try:
+                if render_config != self._render_config:  # a modality not rendered yet
+                    self._applied = None
+                    self._render_config = render_config
                 structural = self._apply(chain)
                 if seq == self._render_seq and self._last_response is not None and \
                         (seeds.tolist(), state_row) == self._last_view:
@@ -485,7 +496,7 @@ class TuneSession:
         old, self._renderer = self._renderer, None
         if old is not None:
             old.shutdown()
-        self._renderer = self._make_renderer(self.config, chain.copy())
+        self._renderer = self._make_renderer(self._render_config, chain.copy())
         self._applied = target
         self._last_response = None
         return True

@@ -16,7 +16,8 @@ const el = (tag, attrs = {}, ...children) => {
 
 // What tests and the latency benchmark read: frames shown, and the time from each property
 // change (sent) to the first grid that includes it being decoded on the page.
-window.tuneStats = { frames: 0, frameSeq: -1, latencies: [], errors: 0 };
+window.tuneStats = { frames: 0, frameSeq: -1, latencies: [], errors: 0,
+  pending: () => Object.keys(sentAt).length };  // changes sent and not yet on a grid
 
 let ws = null;
 let hello = null;          // component types and their controls, cameras, modalities

@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -231,7 +232,7 @@ class TuneSession:
                                    "set": sorted(spec.properties)})
             diff = "".join(difflib.unified_diff(self.start_json.splitlines(keepends=True),
                                                 text.splitlines(keepends=True),
-                                                fromfile=self.source or "start", tofile="edited", n=2))
+                                                fromfile=os.path.basename(self.source or "start"), tofile="edited", n=2))
             return {"type": "state", "seq": self._seq, "components": components, "json": text, "diff": diff,
                     "dirty": text != self.saved_json, "modality": self.modality,
                     "state_row": self.state_row, "seeds": self._seeds().tolist(), "status": self.status}

@@ -74,7 +74,8 @@ function receive(msg) {
 
 function onHello(msg) {
   hello = msg;
-  $("source").textContent = msg.source || "";
+  $("source").textContent = (msg.source || "").split("/").pop();
+  $("source").title = msg.source || "";
   const modality = $("modality");
   modality.replaceChildren(...msg.modalities.map((m) => el("option", { value: m }, m)));
   const stateSel = $("state");

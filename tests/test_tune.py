@@ -563,3 +563,64 @@ def test_a_pool_shows_what_a_local_renderer_renders_after_edits_and_a_removal(da
             assert "camera_randomizer" not in chain and chain["lighting_rig"]["light_head_count"] == 2
     finally:
         app.close()
+
+
+# -- the session and the controls, without a browser -------------------------------------------------
+def test_every_component_property_gets_a_control_and_the_shipped_configs_are_within_the_limits():
+    from orrb.components.base import registry
+    from orrb.components.properties import property_specs
+    from orrb.tune.controls import describe_types, range_errors
+
+    described = describe_types()
+    assert sorted(described) == sorted(registry())
+    for type_name, cls in registry().items():
+        controls = {c["name"]: c for c in described[type_name]["properties"]}
+        assert list(controls) == list(property_specs(cls.Properties))
+        for name, c in controls.items():
+            if c["kind"] in ("int", "float"):
+                assert c["min"] < c["max"] and c["step"] > 0, (type_name, name, c)
+    folder = orrb.utils.package_relative_path("assets")
+    files = [f for f in os.listdir(folder) if f.endswith(".renderer_config.json")]
+    assert files
+    for name in files:
+        for spec in orrb.RendererConfig.load(os.path.join(folder, name)):
+            values = {n: s.default for n, s in property_specs(spec.component_class.Properties).items()}
+            values.update(spec.properties)
+            assert range_errors(spec.type, values) == {}, (name, spec.name)
+
+
+@pytest.mark.parametrize("component, prop, value, message", [
+    ("light_randomizer", "min_light_intensity", 9.0, "min_light_intensity (9) must be <= max_light_intensity (5)"),
+    ("cube_face_randomizer", "min_saturation", 1.5, "min_saturation must be <= 1 and >= 0, got 1.5"),
+    ("camera_randomizer", "fov_radius", -1.0, "fov_radius must be >= 0, got -1"),
+    ("camera_randomizer", "mode", "Spin", "one of ['Jitter', 'Orbit', 'Both']"),
+    ("tracker", "tracked_object_names", "cube,sphere_nowhere", "'sphere_nowhere' names no body, geom or site"),
+])
+def test_an_edit_out_of_limits_or_refused_by_its_component_changes_nothing(component, prop, value, message):
+    from orrb.tune.session import EditError, TuneSession
+
+    config = orrb.RemoteRendererConfig(camera_names=["vision_cam_top"], image_width=32, image_height=32,
+                                       model_xml_path="dactyl.xml", model_mapping_path="dactyl.mapping",
+                                       asset_basedir=orrb.utils.package_relative_path("assets"))
+    chain = orrb.RendererConfig.load(orrb.utils.package_relative_path("assets/dactyl.renderer_config.json"))
+    session = TuneSession(config, chain, np.zeros((1, 31)), lambda c, rc: orrb.LocalRenderer(c, rc).start())
+    with pytest.raises(EditError, match=re.escape(message)) as raised:
+        session.set_property(component, prop, value)
+    assert (raised.value.component, raised.value.property) == (component, prop)
+    assert session.chain == chain and session.seq == 0
+
+
+def test_a_starting_file_outside_the_limits_opens_with_a_warning_and_other_edits_apply():
+    from orrb.tune.session import TuneSession
+
+    config = orrb.RemoteRendererConfig(camera_names=["vision_cam_top"], image_width=32, image_height=32,
+                                       model_xml_path="dactyl.xml", model_mapping_path="dactyl.mapping",
+                                       asset_basedir=orrb.utils.package_relative_path("assets"))
+    chain = orrb.RendererConfig()
+    chain.add("LightRandomizer", "lights", min_light_intensity=5.0, max_light_intensity=2.0)
+    chain.add("CameraRandomizer", "camera")
+    session = TuneSession(config, chain, np.zeros((1, 31)), lambda c, rc: orrb.LocalRenderer(c, rc).start())
+    assert session.warnings == ["renderer config: component 'lights' (LightRandomizer): "
+                                "min_light_intensity (5) must be <= max_light_intensity (2)"]
+    session.set_property("camera", "fov_radius", 2.0)
+    assert session.chain["camera"]["fov_radius"] == 2.0 and session.seq == 1

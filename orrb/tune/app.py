@@ -279,6 +279,8 @@ class Connection:
         if s.last_frame is not None:
             self.post(s.last_frame.message())
         self.post({"type": "status", "text": s.status, "ok": True})
+        for warning in s.warnings:
+            self.post({"type": "banner", "message": f"the starting file: {warning}"})
 
     async def op_set(self, message: dict[str, Any]) -> None:
         prop = message.get("property")

@@ -152,9 +152,14 @@ class TuneSession:
         self.last_frame: Frame | None = None
         self._last_response: dict[str, np.ndarray] | None = None
         self._last_columns: list[dict[str, int]] = []
+        self._last_view: tuple = ((), None)      # (seeds, state row) of the last batch
         self._scratch_key: tuple | None = None
         self._scratch_scene: SceneContext | None = None
-        self._check_chain(self._chain, "the starting config")
+        # A starting file outside the page's limits still opens (the banner says what); a
+        # component that refuses its values, or a scene that does not compile, does not.
+        self.warnings = list(dict.fromkeys(f"{spec.where}: {message}" for spec in self._chain.components
+                                           for message in range_errors(spec.type, _full(spec)).values()))
+        self._check_chain(self._chain, "the starting config", limits=False)
         self._applied: RendererConfig | None = None   # what the renderer runs (every property explicit)
         self._good: RendererConfig = self._chain.copy()
 
@@ -383,9 +388,14 @@ class TuneSession:
         self._seq += 1
         self._wake.notify_all()
 
-    def _check_chain(self, candidate: RendererConfig, what: str, focus: tuple[str, str | None] | None = None) -> None:
-        """Hard limits of every component, then the components' own checks on a scratch scene."""
-        for spec in candidate.components:
+    def _check_chain(self, candidate: RendererConfig, what: str, focus: tuple[str, str | None] | None = None,
+                     limits: bool = True) -> None:
+        """Hard limits of every component (``limits``), then the components' own checks on a
+        scratch scene."""
+        current = {spec.name: spec for spec in self._chain.components}
+        for spec in candidate.components if limits else ():
+            if current.get(spec.name) == spec:
+                continue  # as it is now (a starting file may hold values outside the limits)
             errors = range_errors(spec.type, _full(spec))
             if errors:
                 name = focus[1] if focus and focus[0] == spec.name and focus[1] in errors else next(iter(errors))
@@ -475,8 +485,6 @@ class TuneSession:
                                + ("; back to the last chain that rendered" if retry else "")})
                 self._applied = None  # rebuild from the last good chain
                 self._publish(self.state_message())
-
-    _last_view: tuple = ((), None)
 
     def _apply(self, chain: RendererConfig) -> bool:
         """Brings the renderer to ``chain``: an ``update()`` of what changed, or a new renderer.

@@ -181,6 +181,20 @@ def test_moving_a_slider_rerenders_the_grid_and_shows_the_value_in_the_json(tune
 
 
 @needs_browser
+def test_vector_and_enum_controls_set_their_properties(tune_page):
+    tune_page.revert()
+    before = tune_page.images_after_settle()
+    z = tune_page.control("camera_randomizer", "orbit_center").locator('input[data-axis="z"]')
+    tune_page.change_and_render(lambda: (z.fill("0.25"), z.press("Enter")))
+    assert tune_page.component("camera_randomizer")["config"]["vector3Properties"]["orbit_center"] == \
+        {"x": 0.0, "y": 0.0, "z": 0.25}
+    mode = tune_page.control("camera_randomizer", "mode").locator("select")
+    after = tune_page.change_and_render(lambda: mode.select_option("Orbit"))
+    assert tune_page.component("camera_randomizer")["config"]["enumProperties"]["mode"] == "Orbit"
+    assert mean_abs_diff(before, after) > 1.0
+
+
+@needs_browser
 def test_switching_a_component_off_and_on_restores_the_same_images(tune_page):
     tune_page.revert()
     before = tune_page.images_after_settle()

@@ -60,7 +60,7 @@ def build_app(session: TuneSession, *, secret: bytes | None = None, allowed_host
         secret: the shared secret (``None``: no login).
         allowed_hosts: the ``Host`` header values accepted (``None``: any).
     """
-    starlette = import_optional("starlette", "orrb tune")  # noqa: F841 (says which extra is missing)
+    import_optional("starlette", "orrb tune")  # says which extra is missing
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request

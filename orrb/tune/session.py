@@ -19,6 +19,10 @@ a backlog. How a new chain reaches the renderer:
   shuts the old one down (a second or two with ``LocalRenderer``, a few seconds for a pool,
   during which the status line says so).
 
+The renderer renders colour only until the page asks for depth, normals or segmentation:
+the first such switch rebuilds it with that modality added; later switches between
+modalities it renders re-encode the last batch without rendering again.
+
 A render that fails is shown as a banner; the session rebuilds the renderer with the last
 chain that rendered and keeps serving.
 """
@@ -39,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from orrb.components.base import SceneContext, registry
-from orrb.components.properties import check_values, property_specs
+from orrb.components.properties import property_specs
 from orrb.config import ComponentSpec, RemoteRendererConfig, RendererConfig
 from orrb.errors import ConfigError
 from orrb.renderer import Modality

@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover (the test extra installs it)
 
 pytest.importorskip("starlette", reason="orrb tune needs the tune extra: pip install \"orrb[tune]\"")
 pytest.importorskip("uvicorn", reason="orrb tune needs the tune extra: pip install \"orrb[tune]\"")
+pytest.importorskip("websockets", reason="orrb tune needs the tune extra: pip install \"orrb[tune]\"")
 needs_browser = pytest.mark.skipif(
     sync_playwright is None or CHROMIUM is None,
     reason="the browser tests need Playwright (pip install playwright) and Debian's chromium "

@@ -372,13 +372,16 @@ $("trackers").addEventListener("change", () =>
   document.querySelectorAll(".cell svg").forEach((s) => s.classList.toggle("off", !$("trackers").checked)));
 $("add").addEventListener("click", () => send("add", { type: $("add-type").value }));
 $("save").addEventListener("click", () => send("save"));
-$("reset").addEventListener("click", () => send("reset"));
+function clearErrors() {
+  for (const key of Object.keys(controls)) showError(key, "");
+}
+$("reset").addEventListener("click", () => { clearErrors(); send("reset"); });
 $("banner-close").addEventListener("click", () => { $("banner").hidden = true; });
 $("load").addEventListener("change", () => {
   const file = $("load").files[0];
   if (!file) return;
   if (file.size > 400 * 1024) { banner(`load: ${file.name} is ${file.size} bytes; a renderer config is far smaller`); return; }
-  file.text().then((text) => send("load", { text, filename: file.name }));
+  file.text().then((text) => { clearErrors(); send("load", { text, filename: file.name }); });
   $("load").value = "";
 });
 window.addEventListener("beforeunload", (event) => {

@@ -47,11 +47,11 @@ def add_parser(subparsers) -> None:
                       help="file holding the shared secret the page asks for (default: the ORRB_SECRET "
                            "environment variable; none on a loopback address)")
     add_scene_options(tune, "dactyl.renderer_config.json", 128)
-    tune.set_defaults(run=run, workers=2)
+    tune.set_defaults(run=run, workers=None)
     for action in tune._actions:  # the same option as elsewhere; only the default differs
         if action.dest == "workers":
             action.help = ("render server processes (orrb.RemoteRenderer); 0 renders in this process "
-                           "(orrb.LocalRenderer) (default: %(default)s)")
+                           "(orrb.LocalRenderer) (default: 2, or none with --servers)")
 
 
 def _read_secret(path: str | None) -> bytes | None:
@@ -88,6 +88,8 @@ def run(args) -> int:
     from orrb.tune.session import EditError, TuneSession
     from orrb.utils import free_base_port, package_relative_path
 
+    if args.workers is None:
+        args.workers = 0 if args.servers else 2
     secret = _read_secret(args.secret_file)
     host = args.bind.strip("[]")
     if not _is_loopback(host) and secret is None:

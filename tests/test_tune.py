@@ -577,7 +577,8 @@ def test_a_pool_shows_what_a_local_renderer_renders_after_edits_and_a_removal(da
                             assert np.array_equal(decode(frame["images"][i][j]), pictures[j]), (edit, camera, j)
             assert "camera_randomizer" not in chain and chain["lighting_rig"]["light_head_count"] == 2
     finally:
-        app.close()
+        output = app.close()
+    assert app.process.returncode == 0 and output.strip().endswith("orrb tune: stopped")  # SIGTERM: a clean stop
 
 
 # -- the session and the controls, without a browser -------------------------------------------------

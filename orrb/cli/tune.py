@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
-import sys
+import threading
 
 from orrb.cli.common import CommandError, add_scene_options, build_config, make_renderer, positive_int
 
@@ -137,8 +138,26 @@ def run(args) -> int:
             print(f"orrb tune: serving http://{shown}:{port}/ ({len(config.camera_names)} cameras x {args.seeds} "
                   f"seeds at {args.size} px, {'LocalRenderer' if not args.workers and not args.servers else 'a pool'}"
                   f"{', shared secret required' if secret else ''}; Ctrl+C stops)", flush=True)
-            server.run(sockets=[sock])
+            # uvicorn stops on SIGINT/SIGTERM, then raises the signal again with the handlers it
+            # found: make both end this function normally, so the session closes its renderer.
+            previous = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() \
+                else None
+            try:
+                server.run(sockets=[sock])
+            except (KeyboardInterrupt, _Stopped):
+                pass
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
-    sys.stdout.flush()
+    print("orrb tune: stopped", flush=True)
     return 0
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived (after the web server stopped)."""
+
+
+def _stop(signum, frame) -> None:
+    raise _Stopped()

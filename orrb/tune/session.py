@@ -54,6 +54,7 @@ __all__ = ["EditError", "Frame", "TuneSession"]
 log = logging.getLogger("orrb.tune")
 
 MODALITIES = ("color", "depth", "normals", "segmentation")
+SLOW_RENDER_S = 3.0  # after this long the status line says the render is slow
 
 
 class EditError(ValueError):
@@ -188,8 +189,12 @@ class TuneSession:
                 return
             self._closed = True
             self._wake.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=60)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+            if thread.is_alive() and self._renderer is not None:
+                self._renderer.shutdown()  # a render waiting on a lost server: fail it, so the thread ends
+                thread.join(timeout=30)
         renderer, self._renderer = self._renderer, None
         if renderer is not None:
             renderer.shutdown()
@@ -462,7 +467,16 @@ class TuneSession:
                 else:
                     started = time.perf_counter()
                     qpos, columns = self._request(seeds, state_row)
-                    response = self._renderer.render_batch({"qpos": qpos, "seeds": seeds})
+                    slow = threading.Timer(SLOW_RENDER_S, self._publish, [{
+                        "type": "status", "ok": False,
+                        "text": f"rendering takes over {SLOW_RENDER_S:g} s (a render server may be down "
+                                "or restarting); edits are kept and go into the next batch"}])
+                    slow.daemon = True
+                    slow.start()
+                    try:
+                        response = self._renderer.render_batch({"qpos": qpos, "seeds": seeds})
+                    finally:
+                        slow.cancel()
                     render_s = time.perf_counter() - started
                     self._last_response, self._last_columns = response, columns
                     self._last_view = (seeds.tolist(), state_row)
@@ -509,7 +523,12 @@ class TuneSession:
         old, self._renderer = self._renderer, None
         if old is not None:
             old.shutdown()
-        self._renderer = self._make_renderer(self._render_config, chain.copy())
+        renderer = self._make_renderer(self._render_config, chain.copy())
+        with self._lock:
+            if self._closed:  # close() ran while this one started: it is nobody's to keep
+                renderer.shutdown()
+                raise RuntimeError("the session was closed")
+            self._renderer = renderer
         self._applied = target
         self._last_response = None
         return True

@@ -162,7 +162,7 @@ class TuneSession:
         self._scratch_scene: SceneContext | None = None
         # A starting file outside the page's limits still opens (the banner says what); a
         # component that refuses its values, or a scene that does not compile, does not.
-        self.warnings = list(dict.fromkeys(f"{spec.where}: {message}" for spec in self._chain.components
+        self.warnings = list(dict.fromkeys(self._short(f"{spec.where}: {message}") for spec in self._chain.components
                                            for message in range_errors(spec.type, _full(spec)).values()))
         self._check_chain(self._chain, "the starting config", limits=False)
         self._applied: RendererConfig | None = None   # what the renderer runs (every property explicit)
@@ -277,7 +277,7 @@ class TuneSession:
             try:
                 spec.set(**{name: value})
             except ConfigError as e:
-                raise EditError(str(e), component, name) from None
+                raise EditError(self._short(str(e)), component, name) from None
             self._accept(candidate, focus=(component, name))
 
     def set_path(self, component: str, path: str) -> None:
@@ -408,7 +408,7 @@ class TuneSession:
             errors = range_errors(spec.type, _full(spec))
             if errors:
                 name = focus[1] if focus and focus[0] == spec.name and focus[1] in errors else next(iter(errors))
-                raise EditError(f"{spec.where}: {errors[name]}", spec.name, name)
+                raise EditError(f"{spec.name}: {errors[name]}", spec.name, name)
         scene = self._scratch(candidate)
         known = registry()
         for spec in candidate.components:
@@ -417,7 +417,11 @@ class TuneSession:
                 component.initialize(scene)
             except (ConfigError, ValueError, KeyError, IndexError) as e:
                 prop = focus[1] if focus and focus[0] == spec.name else None
-                raise EditError(f"{what}: {e}", spec.name, prop) from None
+                raise EditError(self._short(f"{what}: {e}"), spec.name, prop) from None
+
+    def _short(self, message: str) -> str:
+        """``message`` without the starting file's path (the page shows it once, in its header)."""
+        return message.replace(f"renderer config {self.source}: ", "") if self.source else message
 
     def _scratch(self, candidate: RendererConfig) -> SceneContext:
         """A scene compiled with ``candidate``'s structural edits (cached per structure)."""

@@ -150,6 +150,7 @@ async function onFrame(msg) {
   const shape = `${msg.cameras.join(",")}|${msg.columns.length}`;
   if (!table || table.dataset.shape !== shape) {
     table = el("table", { "data-shape": shape });
+    const shown = Math.max(hello ? hello.size : 128, 128);  // small renders are shown enlarged (pixelated)
     const head = el("tr", {}, el("th"));
     msg.columns.forEach((_, j) => head.append(el("th", { class: "column" })));
     table.append(head);
@@ -160,7 +161,7 @@ async function onFrame(msg) {
         svg.setAttribute("viewBox", "0 0 1 1");
         svg.setAttribute("preserveAspectRatio", "none");
         row.append(el("td", {}, el("div", { class: "cell" },
-          el("img", { width: hello ? hello.size : 128, height: hello ? hello.size : 128,
+          el("img", { width: shown, height: shown,
                       alt: `${cam}, column ${j}`, "data-camera": cam, "data-column": j }), svg)));
       });
       table.append(row);

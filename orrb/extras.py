@@ -7,7 +7,8 @@ extra (the README's "Which extra do I need" table):
 - ``rl``: stable-baselines3 (with torch) and TensorBoard;
 - ``warp``: ``mujoco-warp`` (with ``warp-lang``), for ``RemoteRendererConfig.backend = "warp"``;
 - ``ray``: Ray, for render servers and datasets on a Ray cluster (``orrb.ray``);
-- ``test``: all of them, and pytest.
+- ``tune``: Starlette, uvicorn and websockets, for ``orrb tune`` (:mod:`orrb.tune`);
+- ``test``: all of them, pytest and Playwright (the browser tests drive Debian's ``chromium``).
 
 ``import_optional`` imports a module or fails with the line to run::
 
@@ -31,6 +32,10 @@ EXTRAS: dict[str, str] = {
     "pytest": "test",
     "mujoco_warp": "warp",
     "warp": "warp",
+    "starlette": "tune",
+    "uvicorn": "tune",
+    "websockets": "tune",
+    "playwright": "test",
 }
 
 

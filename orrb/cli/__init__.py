@@ -7,6 +7,7 @@
 - ``orrb dataset --count N --out DIR`` (:mod:`orrb.cli.dataset`): a labelled, resumable
   dataset for vision training.
 - ``orrb serve ...`` (:mod:`orrb.cli.serve`): a render server.
+- ``orrb tune`` (:mod:`orrb.cli.tune`): a local web page to tune the component chain live.
 - ``orrb config convert IN OUT`` (:mod:`orrb.cli.config`): a renderer config in the original's
   frame rewritten in MuJoCo's, printing what changed property by property.
 
@@ -30,14 +31,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from orrb.cli import config, dataset, demo, render, serve
+from orrb.cli import config, dataset, demo, render, serve, tune
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 # The subcommands in the order 'orrb --help' lists them. A new one is a module of this folder
 # with add_parser(subparsers) and run(args) -> int, imported above and added here. ``serve``
 # passes its arguments to the render server unparsed (see main).
-SUBCOMMANDS = (demo, render, dataset, serve, config)
+SUBCOMMANDS = (demo, render, dataset, serve, config, tune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -192,8 +192,9 @@ class RayRenderer(RemoteRenderer):
         if unknown:
             raise TypeError(f"RayRenderer got unexpected options {sorted(unknown)}; accepted: timeout, entry_timeout, "
                             "start_timeout, connect_timeout, token")
-        # the servers' addresses are known once the actors run (start()): placeholders until then
-        super().__init__(name, [f"tcp://ray-actor-{i}:0" for i in range(num_servers)], config, renderer_config,
+        # the servers' addresses are known once the actors run (start()): well-formed placeholders,
+        # never connected to, until then
+        super().__init__(name, [f"tcp://ray-actor-{i}:1" for i in range(num_servers)], config, renderer_config,
                          secret=secret, max_restarts=max_restarts, **pool_options)
         self.num_servers = num_servers
         self.gpus_per_server, self.cpus_per_server = gpus_per_server, cpus_per_server

@@ -351,8 +351,9 @@ class RendererBase(abc.ABC):
 
     @abc.abstractmethod
     def _submit(self, request: Request, qpos: np.ndarray, seeds: np.ndarray) -> concurrent.futures.Future:
-        """Queues a checked request (``qpos`` float64 ``[B, K]``, ``seeds`` uint64 ``[B]``);
-        returns a ``Future`` of ``{key: array}`` for every output of the layout."""
+        """Queues a checked request (``qpos`` float64 ``[B, K]``, a private copy; ``seeds``
+        uint64 ``[B]``); returns a ``Future`` of ``{key: array}`` for every output of the layout.
+        Called with the state lock held: it must queue, not wait for the render."""
 
     @abc.abstractmethod
     def _update(self, renderer_config: RendererConfig) -> RendererInfo | None:
@@ -448,9 +449,11 @@ class RendererBase(abc.ABC):
     def _check_and_submit(self, batch: Request) -> concurrent.futures.Future:
         info = self._started_info()
         qpos, seeds = check_request(batch, info.columns)
-        if self._closed:
-            raise RendererError(f"{type(self).__name__}: render after shutdown()")
-        arrays = self._submit(batch, qpos, seeds)
+        qpos = np.array(qpos, dtype=np.float64, order="C", copy=True)  # the caller may reuse its array
+        with self._state_lock:  # shutdown() cannot slip between the check and the submit
+            if self._closed:
+                raise RendererError(f"{type(self).__name__}: render after shutdown()")
+            arrays = self._submit(batch, qpos, seeds)
         response: concurrent.futures.Future = concurrent.futures.Future()
         response.set_running_or_notify_cancel()
 

@@ -646,3 +646,18 @@ def test_closing_an_engine_from_a_thread_that_cannot_take_its_context_leaves_oth
             with pytest.warns(ResourceWarning, match="cannot be made current"):
                 elsewhere.close()
             np.testing.assert_array_equal(here.render(dactyl_states[:2], seeds)["vision_cam_left"], expected)
+
+
+def test_an_async_batch_renders_the_states_it_was_given_even_if_the_caller_reuses_its_array(
+        make_dactyl_config, dactyl_states):
+    # regression: LocalRenderer queued the caller's own array, so refilling it before the render
+    # ran changed what was rendered (RemoteRenderer always copied)
+    config = make_dactyl_config(camera_names=["vision_cam_left"], image_width=32, image_height=32)
+    with orrb.LocalRenderer(config) as renderer:
+        expected = renderer.render_batch({"qpos": dactyl_states[:4], "seed": 0})["vision_cam_left"]
+        buffer = dactyl_states[:4].copy()
+        blocker = renderer.render_batch_async({"qpos": dactyl_states[4:20], "seed": 0})  # keeps the thread busy
+        future = renderer.render_batch_async({"qpos": buffer, "seed": 0})
+        buffer[:] = dactyl_states[8:12]  # the caller refills its buffer at once
+        blocker.result()
+        np.testing.assert_array_equal(future.result()["vision_cam_left"], expected)

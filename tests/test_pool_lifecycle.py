@@ -140,3 +140,23 @@ def test_server_logs_go_to_one_private_folder_that_keeps_the_newest(tmp_path, mo
     assert len(names) <= 64 + 2
     assert "orrb-old-0.log" not in names and "orrb-old-99.log" in names, "the oldest go first"
     assert (tmp_path / "orrb").stat().st_mode & 0o077 == 0, "the folder is private"
+
+
+def test_an_empty_batch_right_after_an_update_returns_empty_outputs_and_the_pool_keeps_rendering(dactyl_states):
+    # regression: an empty batch queued before any server reported the new config's outputs
+    # ended the pool's I/O thread, and the caller waited forever
+    config = small_config(renderer_config_path="dactyl.renderer_config.json")
+    with orrb.RemoteRenderer("empty", orrb.utils.build_server_configs(1, 1, free_base_port(1)), config) as renderer:
+        renderer.update(renderer.mutable_renderer_config())
+        empty = renderer.render_batch_async({"qpos": dactyl_states[:0], "seed": 0}).result(timeout=60)
+        assert empty["vision_cam_left"].shape == (0, 32, 32, 3)
+        assert set(renderer.layout.keys()) <= set(empty)
+        after = renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})
+        assert after["vision_cam_left"].shape == (2, 32, 32, 3) and after["vision_cam_left"].std() > 3
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:abc", "tcp://127.0.0.1:0", "tcp://127.0.0.1:70000",
+                                     "tcp://:5000", "udp://127.0.0.1:5000"])
+def test_an_address_without_a_valid_host_and_port_is_refused_where_it_is_given(address):
+    with pytest.raises(ValueError, match="tcp://host:port"):
+        orrb.RemoteRenderer("bad-address", [address], small_config())

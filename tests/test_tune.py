@@ -640,3 +640,51 @@ def test_a_starting_file_outside_the_limits_opens_with_a_warning_and_other_edits
                                 "min_light_intensity (5) must be <= max_light_intensity (2)"]
     session.set_property("camera", "fov_radius", 2.0)
     assert session.chain["camera"]["fov_radius"] == 2.0 and session.seq == 1
+
+
+def test_a_failed_render_keeps_the_edits_accepted_while_it_ran(make_dactyl_config, dactyl_states):
+    # regression: a render failing for an unrelated reason (a server timing out) reverted the
+    # chain to the last one that rendered, dropping an edit the page had already accepted
+    import threading
+
+    from orrb.errors import RendererError
+    from orrb.tune.session import TuneSession
+
+    config = make_dactyl_config(camera_names=["vision_cam_left"], image_width=32, image_height=32)
+    chain = orrb.RendererConfig.load(config.resolve("dactyl.renderer_config.json"))
+    calls: list[int] = []
+    failing = threading.Event()
+
+    class SecondBatchFails:
+        """A real LocalRenderer whose second batch fails after a while, as one on a lost server would."""
+
+        def __init__(self, config, renderer_config):
+            self.inner = orrb.LocalRenderer(config, renderer_config)
+
+        def render_batch(self, batch):
+            calls.append(len(batch["qpos"]))
+            if len(calls) == 2:
+                failing.set()
+                time.sleep(1.0)
+                raise RendererError("server timed out")
+            return self.inner.render_batch(batch)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    session = TuneSession(config, chain, dactyl_states, SecondBatchFails).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        session.set_view(new_seeds=True)  # the second batch: it fails after 1 s
+        assert failing.wait(60)
+        session.set_property("camera_randomizer", "position_radius", 0.02)  # accepted while it runs
+        deadline = time.monotonic() + 60
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(calls) >= 3, "the accepted edit was never rendered"
+        assert session.chain["camera_randomizer"].properties["position_radius"] == 0.02
+    finally:
+        session.close()

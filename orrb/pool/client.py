@@ -32,6 +32,7 @@ import fcntl
 import itertools
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -81,6 +82,15 @@ class _Shard:
 
     def key(self) -> tuple[int, int]:
         return (self.batch.seq, self.lo)
+
+
+_TCP_ADDRESS = re.compile(r"tcp://(\[[^\]]+\]|[^:/\s\[\]]+):(\d{1,5})")
+
+
+def _is_tcp_address(address: object) -> bool:
+    """Whether ``address`` is ``tcp://host:port`` with a port in [1, 65535]."""
+    match = _TCP_ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    return match is not None and 1 <= int(match.group(2)) <= 65535
 
 
 # -- commands from the caller's thread to the I/O thread --------------------------------------------------
@@ -210,6 +220,7 @@ class RemoteRenderer(RendererBase):
         self._secret = secret if secret is not None else os.environ.get("ORRB_SECRET") or None
         self._token = token if token is not None else os.environ.get(wire.TOKEN_ENV) or None
         self._lock = threading.Lock()  # orders stamps and commands between caller threads
+        self._io_stopped = False  # the I/O thread has ended: nothing reads commands any more
         self._commands: collections.deque = collections.deque()
         self._history: History | None = None
         self._renderer_config: RendererConfig | None = None
@@ -231,7 +242,7 @@ class RemoteRenderer(RendererBase):
         entries = []
         for i, entry in enumerate(server_configs):
             if isinstance(entry, str):
-                if not entry.startswith(("tcp://", "ipc://")) or (entry.startswith("tcp://") and ":" not in entry[6:]):
+                if not entry.startswith(("tcp://", "ipc://")) or (entry.startswith("tcp://") and not _is_tcp_address(entry)):
                     raise ValueError(f"server_configs[{i}] = {entry!r}: an address must look like 'tcp://host:port'")
                 entries.append((None, None, entry))
                 continue
@@ -399,8 +410,8 @@ class RemoteRenderer(RendererBase):
             IndexError: no server ``index``. ValueError: not a ``tcp://host:port`` address.
         """
         self._check_index(index)
-        if not isinstance(address, str) or not address.startswith("tcp://") or ":" not in address[6:]:
-            raise ValueError(f"server_moved: address must look like 'tcp://host:port', got {address!r}")
+        if not _is_tcp_address(address):
+            raise ValueError(f"server_moved: address must look like 'tcp://host:port' (port 1-65535), got {address!r}")
         self._command(ServerMovedCommand(index, address))
 
     def _check_index(self, index: int) -> None:
@@ -462,15 +473,33 @@ class RemoteRenderer(RendererBase):
             pass
 
     def _submit(self, request: Request, qpos: np.ndarray, seeds: np.ndarray) -> concurrent.futures.Future:
-        qpos = np.array(qpos, dtype=np.float64, order="C", copy=True)  # the caller may reuse its array
         future: concurrent.futures.Future = concurrent.futures.Future()
         future.set_running_or_notify_cancel()
         with self._lock:
-            if self._closed:
-                raise RendererError(f"RemoteRenderer {self.name!r}: render after shutdown()")
-            job = _Batch(next(self._seq), future, qpos.shape[0], self._history.stamp)
-            self._command(RenderCommand(job, qpos, seeds))
+            self._check_serving()
+            stamp = self._history.stamp
+            if qpos.shape[0] > 0:
+                self._command(RenderCommand(_Batch(next(self._seq), future, qpos.shape[0], stamp), qpos, seeds))
+                return future
+        # Nothing to send: the outputs of the batch's config stamp, with no entries, once a server
+        # has reported them (right after an update() none may have yet; the caller is not held).
+        def answer() -> None:
+            try:
+                future.set_result(self._layout_for(stamp, wait=True).allocate(0))
+            except BaseException as e:
+                future.set_exception(e)
+
+        threading.Thread(target=answer, name=f"orrb-{self.name}-empty", daemon=True).start()
         return future
+
+    def _check_serving(self) -> None:
+        """Raises in the caller's thread when nothing would read a queued command (call under ``_lock``)."""
+        if self._closed:
+            raise RendererError(f"RemoteRenderer {self.name!r}: render after shutdown()")
+        if self._io_stopped:
+            errors = [s.error for s in self._servers if s.error is not None]
+            raise RendererError(f"RemoteRenderer {self.name!r} no longer renders"
+                                + (f": {errors[0]}" if errors else ""))
 
     def _update(self, renderer_config: RendererConfig) -> RendererInfo:
         from orrb.components.base import SceneContext, registry
@@ -616,6 +645,18 @@ class RemoteRenderer(RendererBase):
             self._supervisor.start_complete()
             self._started_event.set()
 
+    def _run_command(self, command) -> None:
+        if isinstance(command, RenderCommand):
+            self._new_batch(command)
+        elif isinstance(command, UpdateCommand):
+            for server in self._servers:
+                if server.state is ServerState.READY:
+                    self._supervisor.sync(server, command.stamp)
+        elif isinstance(command, ServerGoneCommand):
+            self._supervisor.server_gone(self._servers[command.index], command.reason, for_good=command.for_good)
+        elif isinstance(command, ServerMovedCommand):
+            self._supervisor.server_moved(self._servers[command.index], command.address)
+
     def _io_loop(self) -> None:
         supervisor = self._supervisor
         stop: StopCommand | None = None
@@ -626,20 +667,18 @@ class RemoteRenderer(RendererBase):
             while True:
                 while self._commands:
                     command = self._commands.popleft()
-                    if isinstance(command, RenderCommand):
-                        self._new_batch(command)
-                    elif isinstance(command, UpdateCommand):
-                        for server in self._servers:
-                            if server.state is ServerState.READY:
-                                supervisor.sync(server, command.stamp)
-                    elif isinstance(command, ServerGoneCommand):
-                        supervisor.server_gone(self._servers[command.index], command.reason, for_good=command.for_good)
-                    elif isinstance(command, ServerMovedCommand):
-                        supervisor.server_moved(self._servers[command.index], command.address)
-                    elif isinstance(command, StopCommand):
+                    if isinstance(command, StopCommand):
                         stop = command
                         stop_deadline = time.monotonic() + max(self.timeout, 1.0)
                         self._started_event.set()
+                        continue
+                    try:
+                        self._run_command(command)
+                    except Exception as e:  # one command's failure fails that command, not the pool
+                        log.exception("RemoteRenderer %r: %s failed", self.name, type(command).__name__)
+                        if isinstance(command, RenderCommand):
+                            self._fail_batch(command.batch, RendererError(
+                                f"RemoteRenderer {self.name!r}: the batch could not be dispatched: {e!r}"))
                 if stop is not None and (not stop.drain or not any(self._work.values())
                                          or time.monotonic() > stop_deadline):
                     break
@@ -663,6 +702,8 @@ class RemoteRenderer(RendererBase):
             for server in self._servers:
                 server.error = server.error or error
         finally:
+            with self._lock:  # from here on _submit refuses: nothing would read its command
+                self._io_stopped = True
             closing = RendererError(f"RemoteRenderer {self.name!r} was shut down before the batch completed")
             while self._commands:
                 command = self._commands.popleft()

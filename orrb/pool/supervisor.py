@@ -315,10 +315,15 @@ class Supervisor:
         if self.servers and self.servers[0].log_file:
             prune_logs(os.path.dirname(self.servers[0].log_file))
         for server in self.servers:
-            try:
-                self.launch(server)
-            except Exception as e:
-                self._give_up(server, server.error_for(f"{server.describe()} could not be launched: {e}"))
+            self._launch_or_give_up(server)
+
+    def _launch_or_give_up(self, server: Server) -> None:
+        """Launches ``server``; a launch that raises (a log file that cannot be opened, a process
+        that cannot start, an address ZeroMQ refuses) gives that server up, not the pool."""
+        try:
+            self.launch(server)
+        except Exception as e:
+            self._give_up(server, server.error_for(f"{server.describe()} could not be launched: {e}"))
 
     def launch(self, server: Server) -> None:
         """(Re)starts a server: spawns its process if it is ours, connects, sends hello."""
@@ -434,7 +439,7 @@ class Supervisor:
                     server.failures, self.max_restarts)
         self.restarts += 1
         self._events.append(Lost(server, reason))
-        self.launch(server)
+        self._launch_or_give_up(server)
 
     def _diverged(self, server: Server, reason: str) -> None:
         """The server answered that it lacks the pool's scene or config: initialize it again."""
@@ -494,7 +499,7 @@ class Supervisor:
         server.address, server.port = address, int(tail) if tail.isdigit() else None
         server.error, server.awaited = None, False
         self.restarts += 1
-        self.launch(server)
+        self._launch_or_give_up(server)
 
     def _stopped(self, server: Server, reason: str) -> None:
         if self.stopping:

@@ -498,11 +498,14 @@ class TuneSession:
                 with self._lock:
                     if self._closed:
                         return
-                    retry = chain != self._good  # the last good chain once more, on a new renderer
-                    self._chain = self._good.copy()
+                    # Back to the last chain that rendered (once more, on a new renderer) only when
+                    # no edit arrived during the failed render: edits the page has had accepted
+                    # are never dropped, and render next. A failing good chain is not retried.
+                    retry = chain != self._good and self._seq == seq
                     if retry:
+                        self._chain = self._good.copy()
                         self._seq += 1
-                    self._render_seq, rendered_view = self._seq if not retry else seq, view_seq
+                    self._render_seq, rendered_view = seq, view_seq
                 self._publish({"type": "banner", "message": f"render failed: {e}"
                                + ("; back to the last chain that rendered" if retry else "")})
                 self._applied = None  # rebuild from the last good chain

@@ -121,8 +121,8 @@ def test_example_help_shows_every_default(name, tmp_path):
 def test_example_cites_only_documents_in_the_repository(path):
     with open(path) as f:
         text = f.read()
-    for outside in ("SPEC", "COMPONENTS.md", "MEASURED.md", "ARCHITECTURE.md", "API_ORIGIN", "API document"):
-        assert outside not in text, f"{os.path.basename(path)} cites {outside!r}, which is not in the repository"
+    # a section sign cites a section of some specification, which a reader of the repository lacks
+    assert "\u00a7" not in text, f"{os.path.basename(path)} cites a document section"
     for document in re.findall(r"[\w./-]+\.md\b", text):
         assert glob.glob(os.path.join(REPO, "**", os.path.basename(document)), recursive=True), document
 

@@ -11,17 +11,39 @@ OpenGL, :class:`~orrb.engine.warp_backend.WarpRenderEngine` with MuJoCo Warp's r
 from __future__ import annotations
 
 import abc
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
 
-from orrb.components.base import Component
+from orrb.components.base import BatchContext, Component
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.engine.chain import ComponentChain
 from orrb.engine.compiled_scene import CompiledScene
+from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.options import EngineOptions
+from orrb.engine.outputs import BatchOutputs
+from orrb.errors import RendererError
 
-__all__ = ["EngineBase"]
+__all__ = ["BatchPlan", "EngineBase"]
+
+
+class BatchPlan(NamedTuple):
+    """What a backend needs to render one batch (``EngineBase.plan_batch``).
+
+    Attributes:
+        active: the enabled components, in chain order.
+        wants_depth: whether the depth buffer is read (an output or a component needs it).
+        arrays: the batch's output arrays (:class:`~orrb.engine.outputs.BatchOutputs`).
+        context: the per-batch :class:`~orrb.components.base.BatchContext` of the components.
+        setup: sets entry ``i`` up on the host model (:class:`~orrb.engine.entry_setup.EntrySetup`).
+    """
+
+    active: list[Component]
+    wants_depth: bool
+    arrays: BatchOutputs
+    context: BatchContext
+    setup: EntrySetup
 
 
 class EngineBase(abc.ABC):
@@ -74,6 +96,28 @@ class EngineBase(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Frees the drawing side (idempotent, safe on a half-built engine)."""
+
+    def plan_batch(self, qpos: np.ndarray, seeds: np.ndarray) -> BatchPlan:
+        """Allocates a checked batch's outputs and prepares its entries' setup.
+
+        Args:
+            qpos: ``float64 [B, K]`` request states (K >= ``columns``).
+            seeds: ``uint64 [B]`` one seed per entry.
+
+        Raises:
+            RendererError: the engine is closed.
+        """
+        if self._closed:
+            raise RendererError("render() called after close()")
+        cfg, n = self.config, qpos.shape[0]
+        active = self._chain.active()
+        wants_depth = cfg.render_depth or cfg.render_normals or cfg.render_alpha or any(c.needs_depth for c in active)
+        arrays = BatchOutputs.allocate(cfg, self._chain.streams(), n, wants_depth)
+        context = BatchContext(n)
+        scene = self._scene
+        setup = EntrySetup(scene.model, scene.data, scene.base, scene.camera_ids, qpos=scene.mapping.apply(qpos),
+                           seeds=seeds, active=active, batch=context, streams=arrays.streams, fovy=arrays.fovy)
+        return BatchPlan(active, wants_depth, arrays, context, setup)
 
     def _check_update(self, renderer_config: RendererConfig) -> None:
         """Refuses a chain change the backend cannot draw (before anything changes)."""

@@ -25,7 +25,7 @@ import concurrent.futures
 
 import numpy as np
 
-from orrb.components.base import BatchContext, Frames, SceneContext
+from orrb.components.base import Frames, SceneContext
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.engine.compiled_scene import CompiledScene
 from orrb.engine.engine_base import EngineBase
@@ -117,17 +117,9 @@ class RenderEngine(EngineBase):
         Raises:
             RendererError: the engine is closed.
         """
-        if self._closed:
-            raise RendererError("render() called after close()")
-        cfg, options = self.config, self._options
-        n = qpos.shape[0]
-        active = self._chain.active()
-        wants_depth = cfg.render_depth or cfg.render_normals or cfg.render_alpha or any(c.needs_depth for c in active)
-        arrays = BatchOutputs.allocate(cfg, self._chain.streams(), n, wants_depth)
-        batch = BatchContext(n)
-        scene = self._scene
-        setup = EntrySetup(scene.model, scene.data, scene.base, scene.camera_ids, qpos=scene.mapping.apply(qpos),
-                           seeds=seeds, active=active, batch=batch, streams=arrays.streams, fovy=arrays.fovy)
+        active, wants_depth, arrays, batch, setup = self.plan_batch(qpos, seeds)
+        cfg, n = self.config, qpos.shape[0]
+        options = self._options
         image_components = [c for c in active if c.has_image_stage()]
         # the executors, not the engine: a work item must not keep the engine alive, or the engine
         # could be finalized on its own worker thread

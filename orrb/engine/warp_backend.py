@@ -29,7 +29,7 @@ import os
 import mujoco
 import numpy as np
 
-from orrb.components.base import HIDDEN_GROUP, BatchContext, Frames, SceneContext
+from orrb.components.base import HIDDEN_GROUP, Frames, SceneContext
 from orrb.config import RemoteRendererConfig, RendererConfig
 from orrb.engine.chain import ComponentChain
 from orrb.engine.compiled_scene import CompiledScene
@@ -169,17 +169,8 @@ class WarpRenderEngine(EngineBase):
             RendererError: the engine is closed, or entries of one chunk need different
                 headlights or clip planes.
         """
-        if self._closed:
-            raise RendererError("render() called after close()")
-        cfg = self.config
-        n = qpos.shape[0]
-        active = self._chain.active()
-        wants_depth = cfg.render_depth or cfg.render_normals or cfg.render_alpha or any(c.needs_depth for c in active)
-        arrays = BatchOutputs.allocate(cfg, self._chain.streams(), n, wants_depth)
-        batch = BatchContext(n)
-        scene = self._scene
-        setup = EntrySetup(scene.model, scene.data, scene.base, scene.camera_ids, qpos=scene.mapping.apply(qpos),
-                           seeds=seeds, active=active, batch=batch, streams=arrays.streams, fovy=arrays.fovy)
+        active, wants_depth, arrays, batch, setup = self.plan_batch(qpos, seeds)
+        cfg, n = self.config, qpos.shape[0]
         for component in active:
             component.begin_batch(batch)
         for start in range(0, n, self._max_worlds):

@@ -1,0 +1,247 @@
+"""A Dactyl-style cube pose estimator: the network, its losses and ``load_pose_model``.
+
+The network sees three cameras (``vision_cam_left``, ``vision_cam_right``,
+``vision_cam_top`` of orrb's Dactyl scene). Each image goes through the same
+convolutional tower (shared weights); a tower ends in a spatial soft-argmax (where each
+feature peaks: image coordinates) and a feature vector pooled where an attention map
+peaks (what the cube looks like). Keypoint 0 is trained to sit on the cube (on the
+renderer's tracker labels, an auxiliary loss) and is one of the pooling maps. The three cameras' features are concatenated, in
+camera order, and two heads regress:
+
+- the cube's position in the world frame, metres (``float32 [B, 3]``);
+- its orientation in the world frame as a unit quaternion ``(w, x, y, z)``
+  (``float32 [B, 4]``; q and -q are the same rotation, and the loss treats them alike).
+
+Using a trained model needs only this file and torch::
+
+    from pose_model import load_pose_model
+    model = load_pose_model("pose.pt")
+    position, quaternion = model.predict({name: images[name] for name in model.camera_names})
+
+``images[name]`` is ``uint8 [B, H, W, 3]`` at any size (resized to ``model.image_size``).
+``examples/train_pose.py`` trains and saves such a model (``--save``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["PoseModel", "build_network", "load_pose_model", "orientation_error_deg", "position_error_mm",
+           "quaternion_loss"]
+
+# Saved-file format version: bump when the network's layout changes.
+FORMAT = 1
+
+
+def _torch():
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError('the pose model needs PyTorch: pip install "orrb[rl]"') from None
+    return torch
+
+
+def build_network(cameras: int = 3, width: int = 32, position_mean=(0.0, 0.0, 0.0), position_scale: float = 0.02):
+    """The estimator as a ``torch.nn.Module``.
+
+    Args:
+        cameras: how many images each sample has (one shared tower sees each).
+        width: channels of the tower's first layers (later layers have 2x and 4x).
+        position_mean: the world position (m) the position head is centred on.
+        position_scale: metres per unit of the position head's raw output.
+
+    ``forward(x)`` takes ``float32 [B, cameras, 3, S, S]`` in [0, 1] and returns
+    ``(position [B, 3] metres, quaternion [B, 4] unit (w, x, y, z))``;
+    ``forward_with_cube(x)`` adds the cube's image position per camera (an auxiliary output).
+    """
+    torch = _torch()
+    nn = torch.nn
+
+    def conv(cin, cout, stride=1):
+        return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True)]
+
+    class Tower(nn.Module):
+        """One camera: ``[N, 3, S, S]`` -> ``[N, features]`` (keypoints and pooled appearance)."""
+
+        def __init__(self):
+            super().__init__()
+            w = width
+            # downsample early (x2, x4, x8): the cube covers a few dozen pixels
+            self.trunk = nn.Sequential(
+                nn.Conv2d(3, w, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                *conv(w, 2 * w, stride=2), *conv(2 * w, 2 * w), *conv(2 * w, 4 * w, stride=2), *conv(4 * w, 4 * w))
+            self.keypoints = nn.Conv2d(4 * w, 2 * w, 1)  # one heat map per keypoint; map 0 is the cube
+            self.attention = nn.Conv2d(4 * w, 3, 1)  # three more places to pool appearance from
+            self.features = 2 * (2 * w) + 4 * (4 * w)
+
+        def forward(self, x):
+            """``[N, 3, S, S]`` -> ``(features [N, F], cube [N, 2])``: the cube's image position
+            (keypoint 0) in [-1, 1], x right, y down."""
+            f = self.trunk(x)
+            n, c, h, w_ = f.shape
+            heat = torch.softmax(self.keypoints(f).flatten(2), dim=2)  # [N, K, h*w]
+            ys = (torch.arange(h, dtype=f.dtype, device=f.device) + 0.5) / h * 2 - 1
+            xs = (torch.arange(w_, dtype=f.dtype, device=f.device) + 0.5) / w_ * 2 - 1
+            px, py = heat @ xs.repeat(h), heat @ ys.repeat_interleave(w_)  # row-major maps: [N, K] each
+            att = torch.cat([heat[:, :1], torch.softmax(self.attention(f).flatten(2), dim=2)], dim=1)
+            pooled = torch.bmm(att, f.flatten(2).transpose(1, 2)).flatten(1)  # [N, 4 * c]: what the cube looks like
+            return torch.cat([px, py, pooled], dim=1), torch.stack([px[:, 0], py[:, 0]], dim=1)
+
+    class Estimator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cameras = cameras
+            self.tower = Tower()
+            self.head = nn.Sequential(nn.Linear(cameras * self.tower.features, 512), nn.ReLU(inplace=True),
+                                      nn.Linear(512, 256), nn.ReLU(inplace=True))
+            self.position = nn.Linear(256, 3)
+            self.orientation = nn.Linear(256, 4)
+            self.register_buffer("position_mean", torch.tensor(position_mean, dtype=torch.float32))
+            self.register_buffer("position_scale", torch.tensor(float(position_scale)))
+
+        def forward(self, x):
+            return self.forward_with_cube(x)[:2]
+
+        def forward_with_cube(self, x):
+            """``forward`` plus the cube's position in each image, ``[B, cameras, 2]`` in [-1, 1]
+            (x right, y down): trained on the renderer's tracker labels, it teaches the towers
+            early where the cube is."""
+            b, k = x.shape[:2]
+            feats, cube = self.tower(x.flatten(0, 1))
+            h = self.head(feats.reshape(b, -1))  # cameras side by side, in order
+            position = self.position_mean + self.position(h) * self.position_scale
+            q = self.orientation(h)
+            return position, q / q.norm(dim=1, keepdim=True).clamp_min(1e-6), cube.reshape(b, k, 2)
+
+    return Estimator()
+
+
+def quaternion_loss(pred, true):
+    """Mean of ``min(|p - q|^2, |p + q|^2)`` over a batch of unit quaternions ``[B, 4]``:
+    zero for the same rotation whichever sign either has (= ``2 - 2 |p.q|``)."""
+    return (2 - 2 * (pred * true).sum(dim=1).abs()).mean()
+
+
+def orientation_error_deg(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Rotation angle (degrees) between unit quaternions ``[B, 4]`` (sign-free): ``float64 [B]``."""
+    dot = np.abs(np.sum(np.asarray(pred, np.float64) * np.asarray(true, np.float64), axis=1))
+    return np.degrees(2 * np.arccos(np.clip(dot, 0.0, 1.0)))
+
+
+def position_error_mm(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Euclidean distance (mm) between positions ``[B, 3]`` in metres: ``float64 [B]``."""
+    return 1000 * np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(true, np.float64), axis=1)
+
+
+class PoseModel:
+    """A trained estimator, ready to predict.
+
+    Attributes:
+        camera_names: the cameras, in the order the network expects them.
+        image_size: the square size (px) the network was trained at; other sizes are resized.
+        network: the ``torch.nn.Module`` (in eval mode).
+    """
+
+    def __init__(self, network, camera_names: list[str], image_size: int):
+        self.network = network.eval()
+        self.camera_names = list(camera_names)
+        self.image_size = int(image_size)
+
+    def predict(self, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Cube pose from one image per camera.
+
+        Args:
+            images: ``{camera name: uint8 [B, H, W, 3]}`` for every name of
+                ``camera_names`` (other keys are ignored); any ``H, W``.
+            batch_size: samples per forward pass.
+
+        Returns:
+            ``(position float32 [B, 3] metres, quaternion float32 [B, 4] (w, x, y, z), w >= 0)``
+            in the world frame.
+
+        Raises:
+            KeyError: a camera is missing (names the missing and the given cameras).
+            ValueError: images that are not ``uint8 [B, H, W, 3]`` or whose batch sizes differ.
+        """
+        missing = [name for name in self.camera_names if name not in images]
+        if missing:
+            raise KeyError(f"images lack cameras {missing}; expected {self.camera_names}, got {sorted(images)}")
+        arrays = [np.asarray(images[name]) for name in self.camera_names]
+        for name, a in zip(self.camera_names, arrays):
+            if a.dtype != np.uint8 or a.ndim != 4 or a.shape[3] != 3:
+                raise ValueError(f"images[{name!r}] must be uint8 [B, H, W, 3], got {a.dtype} {list(a.shape)}")
+        if len({a.shape[0] for a in arrays}) != 1:
+            raise ValueError(f"every camera needs the same number of images, got "
+                             f"{ {n: a.shape[0] for n, a in zip(self.camera_names, arrays)} }")
+        torch = _torch()
+        positions, quaternions = [], []
+        with torch.no_grad():
+            for start in range(0, arrays[0].shape[0], batch_size):
+                x = images_to_tensor([a[start:start + batch_size] for a in arrays], self.image_size)
+                p, q = self.network(x)
+                positions.append(p.numpy())
+                quaternions.append(q.numpy())
+        if not positions:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 4), np.float32)
+        q = np.concatenate(quaternions)
+        return np.concatenate(positions), (q * np.where(q[:, :1] < 0, -1, 1)).astype(np.float32)
+
+    def save(self, path: str | os.PathLike, **extra) -> None:
+        """Writes the weights and what ``load_pose_model`` needs to rebuild the network."""
+        torch = _torch()
+        net = self.network
+        torch.save({"format": FORMAT, "camera_names": self.camera_names, "image_size": self.image_size,
+                    "width": net.tower.trunk[0].out_channels,
+                    "state_dict": net.state_dict(), "extra": dict(extra)}, os.fspath(path))
+
+
+def images_to_tensor(per_camera: list[np.ndarray], size: int):
+    """``[uint8 [B, H, W, 3]] * cameras`` -> ``float32 [B, cameras, 3, size, size]`` in [0, 1]
+    (bilinear resize with antialiasing when ``H, W`` differ from ``size``)."""
+    torch = _torch()
+    tensors = []
+    for a in per_camera:
+        t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div_(255.0)
+        if t.shape[2:] != (size, size):
+            t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
+                                                align_corners=False)
+        tensors.append(t)
+    return torch.stack(tensors, dim=1)
+
+
+def load_pose_model(path: str | os.PathLike) -> PoseModel:
+    """Loads a model saved by ``train_pose.py --save PATH`` (or ``PoseModel.save``).
+
+    Only tensors and plain values are read (``torch.load(weights_only=True)``): no code
+    from the file runs.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a pose model file, or a format this code does not read.
+    """
+    torch = _torch()
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no pose model at {path!r}")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        got = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(f"{path!r} is not a pose model file of format {FORMAT} (got format {got!r})")
+    state = saved["state_dict"]
+    network = build_network(len(saved["camera_names"]), int(saved["width"]),
+                            state["position_mean"].tolist(), float(state["position_scale"]))
+    network.load_state_dict(state)
+    return PoseModel(network, saved["camera_names"], saved["image_size"])
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``[B, 3, 3]`` of unit quaternions ``[B, 4]`` (w, x, y, z)."""
+    w, x, y, z = np.moveaxis(np.asarray(q, np.float64), -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], -2)
+

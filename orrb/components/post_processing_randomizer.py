@@ -352,12 +352,73 @@ class PostProcessingRandomizer(Component):
         """Film grain ``float32 [B, H, W, 3]`` (fraction of full scale) for draws ``v`` and grain seeds."""
         out = np.zeros((len(v), h, w, 3), np.float32)
         for i in np.flatnonzero(v[:, 10] != 0):  # one noise field per entry (a few numpy calls each)
-            rng = np.random.default_rng([int(seeds[i]), camera_index])
             size = max(1.0, float(v[i, 11]))
-            gh, gw = int(np.ceil(h / size)), int(np.ceil(w / size))
-            channels = 3 if v[i, 9] else 1
-            noise = rng.standard_normal((gh, gw, channels), dtype=np.float32)
+            noise = grain_noise(int(seeds[i]), camera_index, size, bool(v[i, 9]), h, w)
+            gh, gw = noise.shape[:2]
             rows = np.minimum((np.arange(h) / size).astype(int), gh - 1)
             cols = np.minimum((np.arange(w) / size).astype(int), gw - 1)
             out[i] = noise[rows][:, cols] * np.float32(_GRAIN_GAIN * v[i, 10])
         return out
+
+
+def grain_noise(seed: int, camera_index: int, size: float, colored: bool, h: int, w: int) -> np.ndarray:
+    """An entry's grain pattern for one camera at its own resolution.
+
+    Args:
+        seed: the entry's grain seed (``Draws.grain_seeds``).
+        camera_index: the camera's position in the config (each camera has its own pattern).
+        size: grain size in pixels (>= 1): one noise value covers ``size x size`` pixels.
+        colored: one value per channel (True) or one shared by the channels.
+        h, w: the image size, pixels.
+
+    Returns:
+        ``float32 [ceil(h / size), ceil(w / size), 3 if colored else 1]`` standard normal values.
+    """
+    rng = np.random.default_rng([seed, camera_index])
+    gh, gw = int(np.ceil(h / size)), int(np.ceil(w / size))
+    return rng.standard_normal((gh, gw, 3 if colored else 1), dtype=np.float32)
+
+
+def block_sizes(h: int, w: int) -> tuple[int, int, int, int]:
+    """The block grid the effects work on for ``h x w`` images.
+
+    Returns:
+        ``(f, fb, r_ao, r_bloom)``: ambient occlusion's block size (pixels), bloom's (``2 f``
+        on images of at least ``32 f`` pixels whose sides are multiples of it, else ``f``),
+        the crease detector's neighbour distance in ``f`` blocks and the narrow bloom blur's
+        radius in ``fb`` blocks (the wide blur's is 3 times that).
+    """
+    f = _DOWN
+    fb = 2 * f if (h % (2 * f) == 0 and w % (2 * f) == 0 and min(h, w) >= 32 * f) else f
+    return f, fb, max(1, round(min(h, w) / f / 25)), max(1, round(min(h, w) / fb / 25))
+
+
+def effect_constants(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-entry constants of the effects, for applying draws outside ``apply`` (the GL passes).
+
+    Args:
+        values: ``float [N, 12]`` rows of ``Draws.values``.
+
+    Returns:
+        ``{"matrix": float32 [N, 3, 3], "add": float32 [N, 3]`` (grading offset in 0-255 units,
+        plus 0.5 to round half up), ``"bloom_gain"``, ``"bloom_mix"`` (wide blur's share),
+        ``"ao_gain"``, ``"grain_gain"`` (0-255 units), ``"grain_size"`` (pixels, >= 1):
+        ``float32 [N]``, ``"grain_colored": bool [N]}``. Thresholds and radii are those of ``apply``:
+        ``BLOOM_THRESHOLD`` and ``AO_RADIUS`` (metres), :func:`block_sizes`.
+    """
+    values = np.asarray(values, np.float64).reshape(-1, len(_FIELDS))
+    m, o = grading_matrices(values[:, 0:6])
+    return {
+        "matrix": m,
+        "add": (np.float32(255) * o + np.float32(0.5)).astype(np.float32),
+        "bloom_gain": np.float32(255 * _BLOOM_GAIN) * values[:, 6].astype(np.float32),
+        "bloom_mix": np.clip((values[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32),
+        "ao_gain": np.float32(_AO_GAIN) * values[:, 8].astype(np.float32),
+        "grain_gain": (np.float32(255) * (_GRAIN_GAIN * values[:, 10])).astype(np.float32),
+        "grain_size": np.maximum(1.0, values[:, 11]).astype(np.float32),
+        "grain_colored": values[:, 9] != 0,
+    }
+
+
+BLOOM_THRESHOLD = _BLOOM_THRESHOLD
+AO_RADIUS = _AO_RADIUS

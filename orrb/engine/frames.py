@@ -105,6 +105,9 @@ class FrameReader:
         self._hardware = False
         self._extent = 1.0
         self._buffers: dict = {}  # (used slots, depth) -> readback rectangle and buffers
+        # called as post_process(con, [(rect, entry, camera)], clip) right before a group of tiles is
+        # read back (post-processing on the GPU); closed with the GL context current
+        self.post_process = None
         try:
             self._gl = gl_context_class()(max(layout.width, 1), max(layout.height, 1))
         except Exception as e:
@@ -137,6 +140,8 @@ class FrameReader:
         self._one_blit = None if self._allow_one_blit else False
         self._extent = float(model.stat.extent)
         self._buffers = {}
+        if self.post_process is not None:
+            self.post_process.extent = self._extent
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
 
@@ -171,6 +176,8 @@ class FrameReader:
                color: dict[str, np.ndarray], depth: dict[str, np.ndarray], names: list[str]) -> None:
         if not pending:
             return
+        if self.post_process is not None:
+            self.post_process(self._con, [(self._viewports[slot], index, c) for slot, c in pending], clip)
         wants_depth = bool(depth)
         rect, rgb_buf, depth_buf = self._read_buffers(len(pending), wants_depth)
         self._read(rect, rgb_buf, depth_buf)
@@ -267,6 +274,9 @@ class FrameReader:
                           "its GL resources stay allocated until the process exits", ResourceWarning, stacklevel=3)
             return
         try:
+            post, self.post_process = self.post_process, None
+            if post is not None:
+                post.close()
             if con is not None:
                 con.free()
         finally:

@@ -31,6 +31,7 @@ from orrb.engine.compiled_scene import CompiledScene
 from orrb.engine.engine_base import EngineBase
 from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.frames import FrameReader, TileLayout
+from orrb.engine.gl_post import GLPostProcessor, GLPostStage
 from orrb.engine.image_stage import ImageStage
 from orrb.engine.options import EngineOptions
 from orrb.engine.outputs import BatchOutputs
@@ -84,6 +85,7 @@ class RenderEngine(EngineBase):
                                          cfg.render_settings, self._tiles)
         if self._reader is None:
             self._reader = FrameReader(self._tiles, self._options.one_blit_readback)
+            self._reader.post_process = GLPostStage()
         self._reader.bind(compiled.model)
         self._scene = compiled
         self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
@@ -121,6 +123,11 @@ class RenderEngine(EngineBase):
         cfg, n = self.config, qpos.shape[0]
         options = self._options
         image_components = [c for c in active if c.has_image_stage()]
+        on_gl = self._gl_post_components(image_components)
+        image_components = image_components[len(on_gl):]
+        if on_gl and not (cfg.render_depth or cfg.render_normals or cfg.render_alpha
+                          or any(c.needs_depth for c in image_components)):
+            arrays.depth.clear()  # only the GL passes needed depth: they read it on the GPU
         # the executors, not the engine: a work item must not keep the engine alive, or the engine
         # could be finalized on its own worker thread
         image = ImageStage(image_components, batch, Frames(arrays.color, arrays.depth, arrays.fovy), n,
@@ -130,8 +137,31 @@ class RenderEngine(EngineBase):
         for component in active:
             component.begin_batch(batch)
         self._reader.make_current()  # another renderer in this process may have taken the thread
-        self._draw(n, setup, setup_pool, image, arrays)
+        post = self._reader.post_process
+        post.begin(on_gl, batch)
+        try:
+            self._draw(n, setup, setup_pool, image, arrays)
+        finally:
+            post.end()
         return arrays.finish(cfg)
+
+    @property
+    def gl_post_processing(self) -> bool:
+        """Whether post-processing runs as GL passes before readback (``EngineOptions.gl_post_processing``,
+        None choosing by the GL context: GL passes on hardware, numpy on a software rasterizer;
+        the hardware choice is by design, not measured on a GPU yet)."""
+        choice = self._options.gl_post_processing
+        return choice if choice is not None else self.gl_hardware
+
+    def _gl_post_components(self, image_components: list) -> list:
+        """The image-stage components the GL passes take: the leading post-processors (those
+        after another image-space component stay on the CPU, after it, in chain order)."""
+        if not self.gl_post_processing:
+            return []
+        k = 0
+        while k < len(image_components) and GLPostProcessor.supports(image_components[k]):
+            k += 1
+        return image_components[:k]
 
     def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
               image: ImageStage, arrays: BatchOutputs) -> None:

@@ -1,0 +1,121 @@
+"""Post-processing as GL shader passes before readback against the numpy path after it.
+
+Both paths apply the same per-entry draws (the streams the component emits are equal); their
+pixels differ by float rounding only: the mean absolute difference per channel stays under
+2/255 on real Dactyl renders, for each effect alone and for the shipped chain. Depth,
+normals and segmentation are the same bits whichever path post-processes the colour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import orrb
+from conftest import DACTYL_CAMERAS, dactyl_config
+from orrb.engine import EngineOptions, RenderEngine
+
+N = 6  # entries per batch (2 readbacks' worth of tiles... one entry's 3 cameras per readback)
+FIELDS = ("hue", "saturation", "contrast", "brightness", "temperature", "tint", "bloom_intensity",
+          "bloom_diffusion", "ao_intensity", "grain_colored", "grain_intensity", "grain_size")
+
+
+def post_config(**props) -> orrb.RendererConfig:
+    """A chain of one PostProcessingRandomizer (emitting its draws) with ``props``; every effect
+    off unless enabled there."""
+    values = {"enable_color_grading": False, "enable_bloom": False, "enable_ambient_occlusion": False,
+              "enable_grain": False, "emit_values": True, **props}
+    kinds = {bool: "boolProperties", float: "floatProperties"}
+    config: dict = {}
+    for name, value in values.items():
+        config.setdefault(kinds[type(value)], {})[name] = value
+    return orrb.RendererConfig.from_json({"components": [
+        {"type": "PostProcessingRandomizer", "name": "post", "config": config}]})
+
+
+EFFECTS = {
+    "grading": dict(enable_color_grading=True, cg_min_hue_shift=-40.0, cg_max_hue_shift=40.0,
+                    cg_min_temperature=-30.0, cg_max_temperature=30.0, cg_min_tint=-30.0, cg_max_tint=30.0),
+    "bloom": dict(enable_bloom=True, bloom_min_intensity=2.0, bloom_max_intensity=4.0,
+                  bloom_min_diffusion=1.0, bloom_max_diffusion=10.0),
+    "ambient_occlusion": dict(enable_ambient_occlusion=True, ao_min_intensity=3.0, ao_max_intensity=6.0),
+    "grain": dict(enable_grain=True, grain_min_intensity=0.05, grain_max_intensity=0.2,
+                  grain_min_size=0.5, grain_max_size=3.0, grain_color_probability=0.5),
+}
+
+
+def render(config, renderer_config, gl: bool | None, states, n=N, seed0=11):
+    with RenderEngine(config, renderer_config, options=EngineOptions(gl_post_processing=gl)) as engine:
+        chosen = engine.gl_post_processing
+        out = engine.render(states[:n], np.arange(seed0, seed0 + n, dtype=np.uint64))
+        again = engine.render(states[:n], np.arange(seed0, seed0 + n, dtype=np.uint64))
+    return chosen, out, again
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference per colour channel, 0-255 units."""
+    return np.abs(a[..., :3].astype(np.int16) - b[..., :3]).reshape(-1, 3).mean(axis=0)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (128, 128), (62, 50)], ids=["64px", "128px", "62x50"])
+@pytest.mark.parametrize("effect", sorted(EFFECTS))
+def test_each_effect_on_the_gpu_draws_the_same_and_looks_the_same_as_on_the_cpu(effect, size, dactyl_states):
+    config = dactyl_config(image_width=size[0], image_height=size[1])
+    chain = post_config(**EFFECTS[effect])
+    _, cpu, _ = render(config, chain, False, dactyl_states)
+    chosen, gpu, gpu_again = render(config, chain, True, dactyl_states)
+    _, plain, _ = render(config, post_config(), False, dactyl_states)
+    assert chosen
+    for field in FIELDS:
+        np.testing.assert_array_equal(gpu[f"post_{field}"], cpu[f"post_{field}"], err_msg=field)
+    for camera in DACTYL_CAMERAS:
+        effect_size = mean_difference(cpu[camera], plain[camera]).mean()
+        assert effect_size > 1.0, f"{effect} barely changes {camera}: {effect_size}"
+        assert np.all(mean_difference(gpu[camera], cpu[camera]) < 2.0), (camera, mean_difference(gpu[camera], cpu[camera]))
+        np.testing.assert_array_equal(gpu_again[camera], gpu[camera])  # deterministic, no GL state left behind
+
+
+def test_shipped_dactyl_chain_on_the_gpu_matches_the_cpu_and_keeps_depth_normals_and_segmentation(dactyl_states):
+    config = dactyl_config(image_width=96, image_height=96, renderer_config_path="dactyl.renderer_config.json",
+                           render_depth=True, render_normals=True, render_segmentation=True)
+    _, cpu, _ = render(config, None, False, dactyl_states, n=4)
+    chosen, gpu, gpu_again = render(config, None, True, dactyl_states, n=4)
+    assert chosen
+    assert set(gpu) == set(cpu)
+    for key, value in cpu.items():
+        if key in DACTYL_CAMERAS:
+            assert np.all(mean_difference(gpu[key], value) < 2.0), (key, mean_difference(gpu[key], value))
+            np.testing.assert_array_equal(gpu_again[key], gpu[key])
+        else:  # depth, normals, segmentation, streams: the same bits
+            np.testing.assert_array_equal(gpu[key], value, err_msg=key)
+
+
+def test_gpu_path_without_msaa_matches_the_cpu_path(dactyl_states):
+    config = dactyl_config(render_settings=orrb.RenderSettings(msaa_samples=0))
+    chain = post_config(**EFFECTS["ambient_occlusion"], **EFFECTS["bloom"], **EFFECTS["grading"])
+    _, cpu, _ = render(config, chain, False, dactyl_states, n=3)
+    _, gpu, _ = render(config, chain, True, dactyl_states, n=3)
+    for camera in DACTYL_CAMERAS:
+        assert np.all(mean_difference(gpu[camera], cpu[camera]) < 2.0)
+
+
+def test_entry_on_the_gpu_path_renders_the_same_alone_and_in_a_batch(dactyl_states):
+    chain = post_config(**EFFECTS["grain"], **EFFECTS["bloom"], **EFFECTS["ambient_occlusion"])
+    config = dactyl_config()
+    with RenderEngine(config, chain, options=EngineOptions(gl_post_processing=True)) as engine:
+        batch = engine.render(dactyl_states[:4], np.array([5, 6, 7, 8], np.uint64))
+        alone = engine.render(dactyl_states[2:3], np.array([7], np.uint64))
+    for camera in DACTYL_CAMERAS:
+        np.testing.assert_array_equal(alone[camera][0], batch[camera][2])
+
+
+def test_auto_choice_on_a_software_rasterizer_is_the_cpu_path_bit_for_bit(dactyl_states):
+    config = dactyl_config(renderer_config_path="dactyl.renderer_config.json")
+    with RenderEngine(config) as engine:
+        if engine.gl_hardware:
+            pytest.skip("the GL context renders on hardware: auto chooses the GL passes there")
+        assert engine.gl_post_processing is False
+        auto = engine.render(dactyl_states[:3], np.arange(11, 14, dtype=np.uint64))
+    _, cpu, _ = render(config, None, False, dactyl_states, n=3)
+    for key, value in cpu.items():
+        np.testing.assert_array_equal(auto[key], value, err_msg=key)

@@ -145,6 +145,11 @@ class FrameReader:
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
 
+    @property
+    def context(self) -> mujoco.MjrContext:
+        """MuJoCo's render context (its offscreen framebuffer holds the drawn tiles)."""
+        return self._con
+
     def make_current(self) -> None:
         """Makes the GL context current in this thread (another renderer may have taken it)."""
         self._gl.make_current()

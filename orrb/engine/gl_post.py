@@ -170,8 +170,13 @@ void main() {
     x += add;
     if (g.w != 0.0) {
         float size = gp.x;
-        ivec2 cells = ivec2(gp.z, gp.w);
-        ivec2 cell = min(ivec2(floor(vec2(col, row) / size)), cells - 1);
+        ivec2 cells = ivec2(gp.w, gp.z);  // (columns, rows) of the noise field
+        vec2 at = vec2(col, row);
+        ivec2 cell = ivec2(floor(at / size));
+        // the division may be off by an ulp: keep cell * size <= at < (cell + 1) * size as numpy's is
+        cell += ivec2(lessThanEqual(vec2(cell + 1) * size, at));
+        cell -= ivec2(greaterThan(vec2(cell) * size, at));
+        cell = min(cell, cells - 1);
         vec4 n = texelFetch(grain, ivec2(P(7).zw) + cell, 0);
         x += (gp.y != 0.0 ? n.rgb : n.rrr) * g.w;
     }
@@ -216,6 +221,7 @@ class GLPostProcessor:
         self._size: tuple[int, int, int] | None = None  # framebuffer width, height, depth format
         self._params_rows = 0
         self._grain_size = (0, 0)
+        self._bound: tuple | None = None  # (framebuffer id, width, height) the objects were made for
 
     # -- public --------------------------------------------------------------------------------
     def apply(self, con: mujoco.MjrContext, tiles: list[PostTile]) -> None:
@@ -231,10 +237,8 @@ class GLPostProcessor:
         live = [t for t in tiles if np.any(np.asarray(t.values)[[0, 1, 2, 3, 4, 5, 6, 8, 10]] != 0)]
         if not live:
             return
-        from OpenGL import GL
-
-        self._gl = GL
-        self._ensure(con)
+        self.prepare(con)
+        GL = self._gl
         params, grain = self._pack(live)
         GL.glPushAttrib(GL.GL_ALL_ATTRIB_BITS)
         try:
@@ -250,8 +254,29 @@ class GLPostProcessor:
             GL.glPopAttrib()
             mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, con)  # MuJoCo's bindings back
 
+    def prepare(self, con: mujoco.MjrContext) -> None:
+        """Compiles the programs and makes the textures for ``con``'s offscreen buffer (its GL
+        context current); does nothing when they are ready.
+
+        Raises:
+            ImportError: no PyOpenGL. RuntimeError / OpenGL.error.GLError: the GL context
+            cannot compile or hold them.
+        """
+        if self._gl is None:
+            from OpenGL import GL
+
+            self._gl = GL
+        key = (con.offFBO, con.offWidth, con.offHeight)
+        if key != self._bound:
+            try:
+                self._ensure(con)
+            finally:
+                mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, con)  # MuJoCo's bindings back
+            self._bound = key
+
     def close(self) -> None:
         """Frees the GL objects (with their GL context current). Idempotent."""
+        self._bound = None
         GL, self._gl = self._gl, None
         textures, fbos, programs, vao = self._textures, self._fbos, self._programs, self._vao
         self._textures, self._fbos, self._programs, self._vao, self._size = {}, {}, {}, 0, None
@@ -316,16 +341,24 @@ class GLPostProcessor:
         GL = self._gl
         if not self._programs:
             constants = f"#define BLOOM_THRESHOLD {BLOOM_THRESHOLD!r}\n#define AO_RADIUS {AO_RADIUS!r}\n"
-            for name, source in (("bright", _BRIGHT), ("blur", _BLUR), ("occlusion", _OCCLUSION),
-                                 ("composite", _COMPOSITE)):
-                source = source.replace("#version 330\n", "#version 330\n" + constants, 1)
-                self._programs[name] = _program(GL, _VERTEX, source)
+            programs = {}
+            try:
+                for name, source in (("bright", _BRIGHT), ("blur", _BLUR), ("occlusion", _OCCLUSION),
+                                     ("composite", _COMPOSITE)):
+                    source = source.replace("#version 330\n", "#version 330\n" + constants, 1)
+                    programs[name] = _program(GL, _VERTEX, source)
+            except BaseException:
+                for program, _ in programs.values():
+                    GL.glDeleteProgram(program)
+                raise
+            self._programs = programs
             self._vao = int(GL.glGenVertexArrays(1))
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, con.offFBO)
         depth_rb = GL.glGetFramebufferAttachmentParameteriv(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT,
                                                             GL.GL_FRAMEBUFFER_ATTACHMENT_OBJECT_NAME)
         GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, depth_rb)
         depth_format = int(GL.glGetRenderbufferParameteriv(GL.GL_RENDERBUFFER, GL.GL_RENDERBUFFER_INTERNAL_FORMAT))
+        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, 0)
         size = (con.offWidth, con.offHeight, depth_format)
         if size == self._size:
             return
@@ -532,6 +565,15 @@ class GLPostStage:
             draws = self._batch.draws(component)
             self._processor.apply(con, [PostTile(rect, draws.values[i], int(draws.grain_seeds[i]), c, (near, far))
                                         for rect, i, c in tiles])
+
+    def prepare(self, con: mujoco.MjrContext) -> None:
+        """Compiles the passes and makes their textures for ``con`` (its GL context current).
+
+        Raises:
+            ImportError: no PyOpenGL. RuntimeError / OpenGL.error.GLError: the GL context
+            cannot compile or hold them.
+        """
+        self._processor.prepare(con)
 
     def close(self) -> None:
         """Frees the GL objects (with their GL context current). Idempotent."""

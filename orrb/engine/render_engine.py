@@ -22,6 +22,7 @@ it; :class:`orrb.LocalRenderer` gives it one thread of its own.
 from __future__ import annotations
 
 import concurrent.futures
+import warnings
 
 import numpy as np
 
@@ -67,6 +68,7 @@ class RenderEngine(EngineBase):
         # Handles first, so close() is safe whatever fails below.
         self._reader: FrameReader | None = None
         self._closed = False
+        self._gl_post_failed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         super().__init__(config, renderer_config, options)
         self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
@@ -117,12 +119,14 @@ class RenderEngine(EngineBase):
             segmentation (as enabled), then every stream ``[B, k]``.
 
         Raises:
-            RendererError: the engine is closed.
+            RendererError: the engine is closed, or ``EngineOptions.gl_post_processing`` is True
+                and the GL post-processing passes cannot be set up on this GL context.
         """
         active, wants_depth, arrays, batch, setup = self.plan_batch(qpos, seeds)
         cfg, n = self.config, qpos.shape[0]
         options = self._options
         image_components = [c for c in active if c.has_image_stage()]
+        self._reader.make_current()  # another renderer in this process may have taken the thread
         on_gl = self._gl_post_components(image_components)
         image_components = image_components[len(on_gl):]
         if on_gl and not (cfg.render_depth or cfg.render_normals or cfg.render_alpha
@@ -136,7 +140,6 @@ class RenderEngine(EngineBase):
         setup_pool = self._worker("setup") if options.setup_ahead and n > 1 and active else None
         for component in active:
             component.begin_batch(batch)
-        self._reader.make_current()  # another renderer in this process may have taken the thread
         post = self._reader.post_process
         post.begin(on_gl, batch)
         try:
@@ -147,16 +150,33 @@ class RenderEngine(EngineBase):
 
     @property
     def gl_post_processing(self) -> bool:
-        """Whether post-processing runs as GL passes before readback (``EngineOptions.gl_post_processing``,
-        None choosing by the GL context: GL passes on hardware, numpy on a software rasterizer;
-        the hardware choice is by design, not measured on a GPU yet)."""
+        """Whether post-processing runs as GL passes before readback: ``EngineOptions.gl_post_processing``,
+        or with None, by the GL context: numpy on a software rasterizer (llvmpipe, where the GL
+        passes were measured slower), the GL passes on hardware (chosen by design: not yet
+        measured on a GPU), unless they could not be set up there (then numpy, with a warning)."""
         choice = self._options.gl_post_processing
-        return choice if choice is not None else self.gl_hardware
+        return choice if choice is not None else (self.gl_hardware and not self._gl_post_failed)
 
     def _gl_post_components(self, image_components: list) -> list:
         """The image-stage components the GL passes take: the leading post-processors (those
-        after another image-space component stay on the CPU, after it, in chain order)."""
-        if not self.gl_post_processing:
+        after another image-space component stay on the CPU, after it, in chain order).
+        Sets the passes up on first use (the GL context current).
+
+        Raises:
+            RendererError: the passes cannot be set up while ``gl_post_processing`` is True.
+        """
+        if not self.gl_post_processing or not image_components \
+                or not GLPostProcessor.supports(image_components[0]):
+            return []
+        try:
+            self._reader.post_process.prepare(self._reader.context)
+        except Exception as e:
+            if self._options.gl_post_processing:
+                raise RendererError(f"EngineOptions(gl_post_processing=True): the GL post-processing passes "
+                                    f"cannot be set up on this GL context: {e}") from e
+            self._gl_post_failed = True
+            warnings.warn(f"GL post-processing passes cannot be set up on this GL context ({e}); "
+                          "post-processing with numpy instead", RuntimeWarning, stacklevel=3)
             return []
         k = 0
         while k < len(image_components) and GLPostProcessor.supports(image_components[k]):

@@ -6,7 +6,9 @@ PostProcessingRandomizer alone, each with the GL passes forced on and off
 (``EngineOptions(gl_post_processing=...)``), plus no components for scale. Interleaved in one
 run; the ratios say which path is faster on this machine's GL (``auto`` picks the GL passes
 on hardware, numpy on a software rasterizer). Also prints the process CPU time per image
-(on llvmpipe that includes the rasterizer's threads).
+(on llvmpipe that includes the rasterizer's threads) and checks the two paths' pixels
+against each other (mean absolute difference per channel, bound 2/255): run it on a GPU
+machine to measure and check the hardware choice.
 
     python benchmarks/post_processing.py [--quick] [--size 200] [--states 16]
 """
@@ -14,6 +16,8 @@ on hardware, numpy on a software rasterizer). Also prints the process CPU time p
 from __future__ import annotations
 
 import time
+
+import numpy as np
 
 import orrb  # first: sets MUJOCO_GL=egl before mujoco picks its GL backend
 
@@ -56,6 +60,15 @@ def main(argv=None) -> None:
         for values in cpu.values():
             values.clear()
         seconds = interleaved(variants, args.repeats)
+        checks = []
+        for chain in ("full chain", "post-processing only"):
+            gl = renderers[f"{chain}, GL passes"].render_batch({"qpos": states, "seed": 1})
+            cpu_out = renderers[f"{chain}, numpy"].render_batch({"qpos": states, "seed": 1})
+            diff = np.concatenate([np.abs(gl[c][..., :3].astype(np.int16) - cpu_out[c][..., :3]).reshape(-1, 3)
+                                   for c in CAMERAS])
+            checks.append(f"check: {chain}, |GL passes - numpy| mean per channel = "
+                          f"{np.array2string(diff.mean(axis=0), precision=4)} (bound < 2), "
+                          f"values off by > 1: {np.mean(diff > 1):.4%}, max {diff.max()}")
     finally:
         for renderer in renderers.values():
             renderer.close()
@@ -66,6 +79,8 @@ def main(argv=None) -> None:
                ("full chain, GL passes / numpy", rates["full chain, GL passes"] / rates["full chain, numpy"], None),
                ("post-processing only, GL passes / numpy",
                 rates["post-processing only, GL passes"] / rates["post-processing only, numpy"], None)])
+    for line in checks:
+        print(line)
     for name, values in cpu.items():
         values = sorted(values)
         print(f"cpu: {name} = {1000 * values[len(values) // 2] / images:.3f} ms of process CPU per image (median)")

@@ -105,8 +105,8 @@ class FrameReader:
         self._hardware = False
         self._extent = 1.0
         self._buffers: dict = {}  # (used slots, depth) -> readback rectangle and buffers
-        # called as post_process(con, [(rect, entry, camera)], clip) right before a group of tiles is
-        # read back (post-processing on the GPU); closed with the GL context current
+        # called as post_process(con, [(rect, entry, camera)], (near, far) metres) right before a group
+        # of tiles is read back (post-processing on the GPU); closed with the GL context current
         self.post_process = None
         try:
             self._gl = gl_context_class()(max(layout.width, 1), max(layout.height, 1))
@@ -140,8 +140,6 @@ class FrameReader:
         self._one_blit = None if self._allow_one_blit else False
         self._extent = float(model.stat.extent)
         self._buffers = {}
-        if self.post_process is not None:
-            self.post_process.extent = self._extent
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
 
@@ -182,7 +180,8 @@ class FrameReader:
         if not pending:
             return
         if self.post_process is not None:
-            self.post_process(self._con, [(self._viewports[slot], index, c) for slot, c in pending], clip)
+            self.post_process(self._con, [(self._viewports[slot], index, c) for slot, c in pending],
+                              (clip[0] * self._extent, clip[1] * self._extent))
         wants_depth = bool(depth)
         rect, rgb_buf, depth_buf = self._read_buffers(len(pending), wants_depth)
         self._read(rect, rgb_buf, depth_buf)

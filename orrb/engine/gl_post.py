@@ -420,7 +420,8 @@ class GLPostProcessor:
     def _passes(self, con: mujoco.MjrContext, tiles: list[PostTile]) -> None:
         GL = self._gl
         for cap in (GL.GL_BLEND, GL.GL_DEPTH_TEST, GL.GL_STENCIL_TEST, GL.GL_CULL_FACE, GL.GL_SCISSOR_TEST,
-                    GL.GL_ALPHA_TEST, GL.GL_SAMPLE_ALPHA_TO_COVERAGE, GL.GL_FRAMEBUFFER_SRGB, GL.GL_DITHER):
+                    GL.GL_ALPHA_TEST, GL.GL_SAMPLE_ALPHA_TO_COVERAGE, GL.GL_FRAMEBUFFER_SRGB, GL.GL_DITHER,
+                    GL.GL_MULTISAMPLE):
             GL.glDisable(cap)
         GL.glDepthMask(GL.GL_FALSE)
         GL.glColorMask(GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE)
@@ -536,15 +537,11 @@ class GLPostStage:
     The engine hands it a batch's GL-path components with :meth:`begin` and takes them back
     with :meth:`end`; between batches, and with no components, a call does nothing. The
     reader calls it with its render context, the group's tiles as ``(rect, entry, camera)``
-    and the clip planes (``vis.map`` units) the group was drawn with. Owns a
+    and the clip planes ``(near, far)`` in metres the group was drawn with. Owns a
     :class:`GLPostProcessor`; ``close()`` with the GL context current.
-
-    Args:
-        extent: the model's extent (``stat.extent``, metres), the clip planes' unit.
     """
 
-    def __init__(self, extent: float = 1.0):
-        self.extent = extent
+    def __init__(self):
         self._processor = GLPostProcessor()
         self._components: list = []
         self._batch = None
@@ -560,10 +557,9 @@ class GLPostStage:
                  clip: tuple[float, float]) -> None:
         if not self._components or not tiles:
             return
-        near, far = clip[0] * self.extent, clip[1] * self.extent
         for component in self._components:
             draws = self._batch.draws(component)
-            self._processor.apply(con, [PostTile(rect, draws.values[i], int(draws.grain_seeds[i]), c, (near, far))
+            self._processor.apply(con, [PostTile(rect, draws.values[i], int(draws.grain_seeds[i]), c, clip)
                                         for rect, i, c in tiles])
 
     def prepare(self, con: mujoco.MjrContext) -> None:

@@ -6,7 +6,9 @@ entry's random streams; :class:`~orrb.engine.camera_scenes.CameraScenes` builds 
 camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them side by side into one
 framebuffer and reads them back at once (colour and depth from the same pass), plus a
 segmentation pass when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
-image-space components (post-processing) on chunks of drawn entries; the modality maths
+image-space components (post-processing) on chunks of drawn entries, unless
+:class:`~orrb.engine.gl_post.GLPostStage` post-processes the tiles on the GPU right before
+their readback (``EngineOptions.gl_post_processing``); the modality maths
 (depth in metres, normals, segmentation classes) are the pure functions of
 :mod:`orrb.engine.modalities`.
 

@@ -173,3 +173,14 @@ def test_post_processing_after_another_image_stage_stays_on_the_cpu_in_chain_ord
         assert_looks_the_same(gpu_before[camera], cpu_before[camera], camera)
         assert not np.all(cpu_after[camera][:, 0, 0, :3] == 255)  # the paint was post-processed
         np.testing.assert_array_equal(gpu_after[camera], cpu_after[camera])  # all of it on the CPU
+
+
+def test_tiles_in_two_rows_at_odd_offsets_match_the_cpu_path(dactyl_states):
+    """Frames 1402 px wide lie in a 2 x 2 grid of tiles (the framebuffer is at most 4096 wide),
+    at offsets that are no multiple of the effects' blocks."""
+    config = dactyl_config(image_width=1402, image_height=42)
+    chain = post_config(**EFFECTS["bloom"], **EFFECTS["ambient_occlusion"], **EFFECTS["grading"], **EFFECTS["grain"])
+    _, cpu, _ = render(config, chain, False, dactyl_states, n=2)
+    _, gpu, _ = render(config, chain, True, dactyl_states, n=2)
+    for camera in DACTYL_CAMERAS:
+        assert_looks_the_same(gpu[camera], cpu[camera], camera)

@@ -279,10 +279,12 @@ class FrameReader:
             return
         try:
             post, self.post_process = self.post_process, None
-            if post is not None:
-                post.close()
-            if con is not None:
-                con.free()
+            try:
+                if post is not None:
+                    post.close()
+            finally:
+                if con is not None:
+                    con.free()
         finally:
             if gl is not None:
                 gl.free()

@@ -451,8 +451,11 @@ class GLPostProcessor:
         """One pass over ``n`` tiles into ``target`` (a framebuffer of ours by name, or a GL id)."""
         GL = self._gl
         prog, locations = self._programs[program]
-        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._fbos[target] if isinstance(target, str) else target)
-        GL.glDrawBuffer(GL.GL_COLOR_ATTACHMENT0)
+        if isinstance(target, str):
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._fbos[target])  # drawing to its attachment 0
+        else:
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, target)
+            GL.glDrawBuffer(GL.GL_COLOR_ATTACHMENT0)
         GL.glViewport(0, 0, size[0], size[1])
         GL.glUseProgram(prog)
         GL.glUniform2f(locations["target"], float(size[0]), float(size[1]))

@@ -17,6 +17,7 @@ _BLOOM_GAIN = 0.35  # bloom added at intensity 1
 _AO_RADIUS = 0.015  # metres: depth differences at this scale darken creases fully
 _AO_GAIN = 0.15  # darkening at intensity 1 and full occlusion
 _GRAIN_GAIN = 0.25  # grain standard deviation at intensity 1 (fraction of full scale)
+BLOOM_THRESHOLD, AO_RADIUS = _BLOOM_THRESHOLD, _AO_RADIUS  # shared with the GL passes (orrb/engine/gl_post.py)
 # draws per entry, in order (always all of them, so enabling an effect changes no other draw)
 _FIELDS = ("hue", "saturation", "contrast", "brightness", "temperature", "tint",
            "bloom_intensity", "bloom_diffusion", "ao_intensity", "grain_colored", "grain_intensity", "grain_size")
@@ -289,7 +290,7 @@ class PostProcessingRandomizer(Component):
         # times as possible: grading is linear, so it commutes with the per-pixel AO factor, and
         # the bloom glow and grading offset are graded and summed at block resolution first:
         #   out = M (ao * x + glow) + o = ao * (M x) + (M glow + o)
-        f = _DOWN
+        f, fb, r_ao, r1 = block_sizes(h, w)
         m, o = grading_matrices(v[:, 0:6]) if grade else (None, np.zeros((b, 3), np.float32))
         if grade:
             # a 3-wide product: a block-diagonal 12-wide one is faster alone, but BLAS runs it on
@@ -304,17 +305,15 @@ class PostProcessingRandomizer(Component):
             # pushed far away so that it neither occludes nor is occluded
             d = depth[:, f // 2:(h // f) * f:f, f // 2:(w // f) * f:f]
             d = np.where(d > 0, d, np.float32(1e3))
-            occ = _crease_occlusion(d, max(1, round(min(h, w) / f / 25)))
+            occ = _crease_occlusion(d, r_ao)
             occ = _box_blur(occ[..., None], 1)[..., 0]
             dark = np.clip(1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ, 0.0, 1.0)
         add = np.float32(255) * o[:, None, None, :] + np.float32(0.5)  # [B, 1, 1, 3]; +0.5 rounds half up
         if bloom:
-            # bloom is the softest effect: at 1/8 resolution when the image is large enough
-            fb = 2 * f if (h % (2 * f) == 0 and w % (2 * f) == 0 and min(h, w) >= 32 * f) else f
+            # bloom is the softest effect: at 1/8 resolution when the image is large enough (fb)
             small = _downsample(rgb, fb) * np.float32(1 / 255)
             lum = small @ _LUMA.astype(np.float32)
             bright = small * (np.clip(lum - _BLOOM_THRESHOLD, 0, None) / np.float32(1 - _BLOOM_THRESHOLD))[..., None]
-            r1 = max(1, round(min(h, w) / fb / 25))
             narrow = _box_blur(bright, r1)
             wide = _box_blur(narrow, 3 * r1)
             t = np.clip((v[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32)[:, None, None, None]
@@ -419,6 +418,3 @@ def effect_constants(values: np.ndarray) -> dict[str, np.ndarray]:
         "grain_colored": values[:, 9] != 0,
     }
 
-
-BLOOM_THRESHOLD = _BLOOM_THRESHOLD
-AO_RADIUS = _AO_RADIUS

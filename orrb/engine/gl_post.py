@@ -84,7 +84,8 @@ void main() {
     for (int dy = 0; dy < fb; ++dy)
         for (int dx = 0; dx < fb; ++dx) {
             int row = b.y * fb + dy;
-            s += floor(texelFetch(color, ivec2(full.x + b.x * fb + dx, full.y + full.w - 1 - row), 0).rgb * 255.0 + 0.5);
+            ivec2 at = ivec2(full.x + b.x * fb + dx, full.y + full.w - 1 - row);
+            s += floor(texelFetch(color, at, 0).rgb * 255.0 + 0.5);
         }
     vec3 small = s * (1.0 / float(fb * fb)) * (1.0 / 255.0);
     float lum = dot(small, vec3(0.299, 0.587, 0.114));

@@ -184,3 +184,14 @@ def test_tiles_in_two_rows_at_odd_offsets_match_the_cpu_path(dactyl_states):
     _, gpu, _ = render(config, chain, True, dactyl_states, n=2)
     for camera in DACTYL_CAMERAS:
         assert_looks_the_same(gpu[camera], cpu[camera], camera)
+
+
+def test_two_post_processors_on_the_gpu_apply_in_chain_order_as_with_numpy(dactyl_states):
+    first = post_config(**EFFECTS["bloom"], **EFFECTS["grading"]).components[0]
+    second = post_config(**EFFECTS["ambient_occlusion"], **EFFECTS["grain"]).components[0]
+    second.name = "post2"
+    chain = orrb.RendererConfig([first, second])
+    _, cpu, _ = render(dactyl_config(), chain, False, dactyl_states, n=3)
+    _, gpu, _ = render(dactyl_config(), chain, True, dactyl_states, n=3)
+    for camera in DACTYL_CAMERAS:
+        assert_looks_the_same(gpu[camera], cpu[camera], camera)

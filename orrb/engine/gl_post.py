@@ -219,7 +219,7 @@ class GLPostProcessor:
         self._textures: dict[str, int] = {}
         self._fbos: dict[str, int] = {}
         self._vao = 0
-        self._size: tuple[int, int, int] | None = None  # framebuffer width, height, depth format
+        self._size: tuple | None = None  # framebuffer width, height, colour and depth formats
         self._params_rows = 0
         self._grain_size = (0, 0)
         self._bound: tuple | None = None  # (framebuffer id, width, height) the objects were made for
@@ -354,13 +354,17 @@ class GLPostProcessor:
                 raise
             self._programs = programs
             self._vao = int(GL.glGenVertexArrays(1))
+        # the copies resolve MSAA with a blit, which needs MuJoCo's formats on both sides
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, con.offFBO)
-        depth_rb = GL.glGetFramebufferAttachmentParameteriv(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT,
-                                                            GL.GL_FRAMEBUFFER_ATTACHMENT_OBJECT_NAME)
-        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, depth_rb)
-        depth_format = int(GL.glGetRenderbufferParameteriv(GL.GL_RENDERBUFFER, GL.GL_RENDERBUFFER_INTERNAL_FORMAT))
+        formats = []
+        for attachment in (GL.GL_COLOR_ATTACHMENT0, GL.GL_DEPTH_ATTACHMENT):
+            buffer = GL.glGetFramebufferAttachmentParameteriv(GL.GL_FRAMEBUFFER, attachment,
+                                                              GL.GL_FRAMEBUFFER_ATTACHMENT_OBJECT_NAME)
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, buffer)
+            formats.append(int(GL.glGetRenderbufferParameteriv(GL.GL_RENDERBUFFER, GL.GL_RENDERBUFFER_INTERNAL_FORMAT)))
         GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, 0)
-        size = (con.offWidth, con.offHeight, depth_format)
+        color_format, depth_format = formats
+        size = (con.offWidth, con.offHeight, color_format, depth_format)
         if size == self._size:
             return
         if self._fbos:
@@ -370,7 +374,7 @@ class GLPostProcessor:
         self._fbos, self._textures = {}, {}
         w, h = con.offWidth, con.offHeight
         lw, lh = w // 4 + 2, h // 4 + 2  # block grids (blocks of 4 pixels or more)
-        self._textures["color"] = _texture(GL, GL.GL_RGBA8, w, h)
+        self._textures["color"] = _texture(GL, color_format, w, h)
         self._textures["depth"] = _texture(GL, depth_format, w, h)
         for name in ("bright", "temp", "narrow", "wide", "occlusion", "occlusion_temp", "occlusion_blur"):
             self._textures[name] = _texture(GL, GL.GL_RGBA32F, lw, lh)

@@ -221,7 +221,6 @@ class GLPostProcessor:
         self._vao = 0
         self._size: tuple | None = None  # framebuffer width, height, colour and depth formats
         self._params_rows = 0
-        self._grain_size = (0, 0)
         self._bound: tuple | None = None  # (framebuffer id, width, height) the objects were made for
 
     # -- public --------------------------------------------------------------------------------
@@ -243,7 +242,7 @@ class GLPostProcessor:
         params, grain = self._pack(live)
         GL.glPushAttrib(GL.GL_ALL_ATTRIB_BITS)
         try:
-            self._upload(params, grain)
+            self._upload(params, grain, (con.offWidth, con.offHeight))
             self._resolve(con, live)
             self._passes(con, live)
         finally:
@@ -293,14 +292,16 @@ class GLPostProcessor:
             GL.glDeleteVertexArrays(1, [vao])
 
     # -- parameters ----------------------------------------------------------------------------
-    def _pack(self, tiles: list[PostTile]) -> tuple[np.ndarray, np.ndarray | None]:
-        """The parameter texture ``float32 [tiles, 8, 4]`` and the grain atlas (or None).
+    def _pack(self, tiles: list[PostTile]) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+        """The parameter texture ``float32 [tiles, 8, 4]`` and the grain fields to upload, each
+        ``(x, y, float32 [rows, columns, 4])`` placed at its tile's corner (fields are never
+        larger than their tile, so they do not overlap).
 
         Texels per tile: 0 rect (x, y, w, h); 1-3 the grading matrix's rows, each with the
         channel's offset (0-255 units, +0.5) in w; 4 bloom gain, bloom mix, ambient occlusion
         gain, grain gain; 5 grain size, coloured, noise rows, noise columns; 6 ambient
         occlusion block, bloom block, crease distance, narrow blur radius; 7 depth constants
-        (near / (far - near), far near / (far - near)) and the noise field's place in the atlas.
+        (near / (far - near), far near / (far - near)) and the noise field's place (x, y).
         """
         n = len(tiles)
         k = effect_constants(np.stack([np.asarray(t.values, np.float64) for t in tiles]))
@@ -315,7 +316,6 @@ class GLPostProcessor:
         p[:, 7, 0] = near / (far - near)
         p[:, 7, 1] = far * near / (far - near)
         fields = []
-        row = 0
         for i in np.flatnonzero(k["grain_gain"] != 0):
             t = tiles[i]
             size = max(1.0, float(t.values[11]))  # the CPU path's float64 size: the same noise field
@@ -323,18 +323,11 @@ class GLPostProcessor:
                                 t.rect.height, t.rect.width)
             gh, gw = noise.shape[:2]
             p[i, 5] = (size, float(k["grain_colored"][i]), gh, gw)
-            p[i, 7, 2:4] = (0, row)
-            fields.append(noise)
-            row += gh
-        if not fields:
-            return p, None
-        atlas = np.zeros((row, max(f.shape[1] for f in fields), 4), np.float32)
-        row = 0
-        for noise in fields:
-            gh, gw, c = noise.shape
-            atlas[row:row + gh, :gw, :c] = noise
-            row += gh
-        return p, atlas
+            p[i, 7, 2:4] = (t.rect.left, t.rect.bottom)
+            field = np.zeros((gh, gw, 4), np.float32)
+            field[..., :noise.shape[2]] = noise
+            fields.append((t.rect.left, t.rect.bottom, field))
+        return p, fields
 
     # -- GL objects ----------------------------------------------------------------------------
     def _ensure(self, con: mujoco.MjrContext) -> None:
@@ -379,7 +372,6 @@ class GLPostProcessor:
         for name in ("bright", "temp", "narrow", "wide", "occlusion", "occlusion_temp", "occlusion_blur"):
             self._textures[name] = _texture(GL, GL.GL_RGBA32F, lw, lh)
         self._params_rows = 0
-        self._grain_size = (0, 0)
         stencil = depth_format in (GL.GL_DEPTH24_STENCIL8, GL.GL_DEPTH32F_STENCIL8)
         self._fbos["source"] = _framebuffer(GL, self._textures["color"], self._textures["depth"],
                                             GL.GL_DEPTH_STENCIL_ATTACHMENT if stencil else GL.GL_DEPTH_ATTACHMENT)
@@ -387,7 +379,7 @@ class GLPostProcessor:
             self._fbos[name] = _framebuffer(GL, self._textures[name])
         self._size = size
 
-    def _upload(self, params: np.ndarray, grain: np.ndarray | None) -> None:
+    def _upload(self, params: np.ndarray, grain: list[tuple[int, int, np.ndarray]], size: tuple[int, int]) -> None:
         GL = self._gl
         n = params.shape[0]
         if n > self._params_rows:
@@ -398,15 +390,13 @@ class GLPostProcessor:
         GL.glBindTexture(GL.GL_TEXTURE_2D, self._textures["params"])
         GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
         GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, _TEXELS, n, GL.GL_RGBA, GL.GL_FLOAT, params)
-        if grain is not None:
-            gh, gw = grain.shape[:2]
-            if gh > self._grain_size[0] or gw > self._grain_size[1]:
-                if "grain" in self._textures:
-                    GL.glDeleteTextures([self._textures.pop("grain")])
-                self._grain_size = (max(gh, self._grain_size[0]), max(gw, self._grain_size[1]))
-                self._textures["grain"] = _texture(GL, GL.GL_RGBA32F, self._grain_size[1], self._grain_size[0])
+        if grain:
+            if "grain" not in self._textures:  # the framebuffer's size, made on first use
+                self._textures["grain"] = _texture(GL, GL.GL_RGBA32F, *size)
             GL.glBindTexture(GL.GL_TEXTURE_2D, self._textures["grain"])
-            GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, gw, gh, GL.GL_RGBA, GL.GL_FLOAT, grain)
+            for x, y, field in grain:
+                GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, x, y, field.shape[1], field.shape[0], GL.GL_RGBA,
+                                   GL.GL_FLOAT, field)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
 
     # -- passes --------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ class FrameReader:
         self._hardware = False
         self._extent = 1.0
         self._buffers: dict = {}  # (used slots, depth) -> readback rectangle and buffers
-        # called as post_process(con, [(rect, entry, camera)], (near, far) metres) right before a group
+        # called as post_process(con, [(rect, entry, camera, (near, far) metres)]) right before a group
         # of tiles is read back (post-processing on the GPU); closed with the GL context current
         self.post_process = None
         try:
@@ -180,8 +180,8 @@ class FrameReader:
         if not pending:
             return
         if self.post_process is not None:
-            self.post_process(self._con, [(self._viewports[slot], index, c) for slot, c in pending],
-                              (clip[0] * self._extent, clip[1] * self._extent))
+            metres = (clip[0] * self._extent, clip[1] * self._extent)
+            self.post_process(self._con, [(self._viewports[slot], index, c, metres) for slot, c in pending])
         wants_depth = bool(depth)
         rect, rgb_buf, depth_buf = self._read_buffers(len(pending), wants_depth)
         self._read(rect, rgb_buf, depth_buf)

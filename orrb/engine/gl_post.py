@@ -534,8 +534,9 @@ class GLPostStage:
 
     The engine hands it a batch's GL-path components with :meth:`begin` and takes them back
     with :meth:`end`; between batches, and with no components, a call does nothing. The
-    reader calls it with its render context, the group's tiles as ``(rect, entry, camera)``
-    and the clip planes ``(near, far)`` in metres the group was drawn with. Owns a
+    reader calls it with its render context and the group's tiles as ``(rect, entry, camera,
+    (near, far))``: the tile's rectangle in the framebuffer, the entry's row in the batch, the
+    camera's position in the config and the clip planes it was drawn with, metres. Owns a
     :class:`GLPostProcessor`; ``close()`` with the GL context current.
     """
 
@@ -551,14 +552,14 @@ class GLPostStage:
     def end(self) -> None:
         self._components, self._batch = [], None
 
-    def __call__(self, con: mujoco.MjrContext, tiles: list[tuple[mujoco.MjrRect, int, int]],
-                 clip: tuple[float, float]) -> None:
+    def __call__(self, con: mujoco.MjrContext,
+                 tiles: list[tuple[mujoco.MjrRect, int, int, tuple[float, float]]]) -> None:
         if not self._components or not tiles:
             return
         for component in self._components:
             draws = self._batch.draws(component)
             self._processor.apply(con, [PostTile(rect, draws.values[i], int(draws.grain_seeds[i]), c, clip)
-                                        for rect, i, c in tiles])
+                                        for rect, i, c, clip in tiles])
 
     def prepare(self, con: mujoco.MjrContext) -> None:
         """Compiles the passes and makes their textures for ``con`` (its GL context current).

@@ -38,8 +38,9 @@ class EngineOptions:
             False: always MuJoCo's own readback.
         gl_post_processing: apply post-processing (``PostProcessingRandomizer``) as GL shader
             passes before readback (True) or with numpy after it (False). None: the GL passes
-            when the context renders on hardware, numpy on a software rasterizer, where the GL
-            passes were measured slower (benchmarks/post_processing.py). The two paths draw
+            when the context renders on hardware (a design choice, not yet measured on a GPU),
+            numpy on a software rasterizer, where the GL passes were measured slower
+            (benchmarks/post_processing.py). The two paths draw
             the same random values; their pixels differ by rounding (mean under 2/255 per
             channel), so this is the one option that changes output bits. The Warp backend
             always uses numpy.

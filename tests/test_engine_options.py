@@ -13,7 +13,8 @@ from orrb.engine import EngineOptions, RenderEngine
 @pytest.mark.parametrize("options, error", [
     ({"setup_ahead": 1}, TypeError), ({"image_overlap": "yes"}, TypeError), ({"one_blit_readback": None}, TypeError),
     ({"image_chunk_pixels": 2.5}, TypeError), ({"image_chunk_pixels": True}, TypeError),
-    ({"image_chunk_pixels": 0}, ValueError)])
+    ({"image_chunk_pixels": 0}, ValueError), ({"gl_post_processing": 1}, TypeError),
+    ({"gl_post_processing": "auto"}, TypeError)])
 def test_engine_options_of_the_wrong_kind_or_value_are_refused_naming_the_option(options, error):
     name = next(iter(options))
     with pytest.raises(error, match=f"EngineOptions.{name}"):

@@ -17,6 +17,7 @@ _BLOOM_GAIN = 0.35  # bloom added at intensity 1
 _AO_RADIUS = 0.015  # metres: depth differences at this scale darken creases fully
 _AO_GAIN = 0.15  # darkening at intensity 1 and full occlusion
 _GRAIN_GAIN = 0.25  # grain standard deviation at intensity 1 (fraction of full scale)
+BLOOM_THRESHOLD, AO_RADIUS = _BLOOM_THRESHOLD, _AO_RADIUS  # shared with the GL passes (orrb/engine/gl_post.py)
 # draws per entry, in order (always all of them, so enabling an effect changes no other draw)
 _FIELDS = ("hue", "saturation", "contrast", "brightness", "temperature", "tint",
            "bloom_intensity", "bloom_diffusion", "ao_intensity", "grain_colored", "grain_intensity", "grain_size")
@@ -289,7 +290,7 @@ class PostProcessingRandomizer(Component):
         # times as possible: grading is linear, so it commutes with the per-pixel AO factor, and
         # the bloom glow and grading offset are graded and summed at block resolution first:
         #   out = M (ao * x + glow) + o = ao * (M x) + (M glow + o)
-        f = _DOWN
+        f, fb, r_ao, r1 = block_sizes(h, w)
         m, o = grading_matrices(v[:, 0:6]) if grade else (None, np.zeros((b, 3), np.float32))
         if grade:
             # a 3-wide product: a block-diagonal 12-wide one is faster alone, but BLAS runs it on
@@ -304,17 +305,15 @@ class PostProcessingRandomizer(Component):
             # pushed far away so that it neither occludes nor is occluded
             d = depth[:, f // 2:(h // f) * f:f, f // 2:(w // f) * f:f]
             d = np.where(d > 0, d, np.float32(1e3))
-            occ = _crease_occlusion(d, max(1, round(min(h, w) / f / 25)))
+            occ = _crease_occlusion(d, r_ao)
             occ = _box_blur(occ[..., None], 1)[..., 0]
             dark = np.clip(1.0 - (np.float32(_AO_GAIN) * v[:, 8, None, None].astype(np.float32)) * occ, 0.0, 1.0)
         add = np.float32(255) * o[:, None, None, :] + np.float32(0.5)  # [B, 1, 1, 3]; +0.5 rounds half up
         if bloom:
-            # bloom is the softest effect: at 1/8 resolution when the image is large enough
-            fb = 2 * f if (h % (2 * f) == 0 and w % (2 * f) == 0 and min(h, w) >= 32 * f) else f
+            # bloom is the softest effect: at 1/8 resolution when the image is large enough (fb)
             small = _downsample(rgb, fb) * np.float32(1 / 255)
             lum = small @ _LUMA.astype(np.float32)
             bright = small * (np.clip(lum - _BLOOM_THRESHOLD, 0, None) / np.float32(1 - _BLOOM_THRESHOLD))[..., None]
-            r1 = max(1, round(min(h, w) / fb / 25))
             narrow = _box_blur(bright, r1)
             wide = _box_blur(narrow, 3 * r1)
             t = np.clip((v[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32)[:, None, None, None]
@@ -352,12 +351,70 @@ class PostProcessingRandomizer(Component):
         """Film grain ``float32 [B, H, W, 3]`` (fraction of full scale) for draws ``v`` and grain seeds."""
         out = np.zeros((len(v), h, w, 3), np.float32)
         for i in np.flatnonzero(v[:, 10] != 0):  # one noise field per entry (a few numpy calls each)
-            rng = np.random.default_rng([int(seeds[i]), camera_index])
             size = max(1.0, float(v[i, 11]))
-            gh, gw = int(np.ceil(h / size)), int(np.ceil(w / size))
-            channels = 3 if v[i, 9] else 1
-            noise = rng.standard_normal((gh, gw, channels), dtype=np.float32)
+            noise = grain_noise(int(seeds[i]), camera_index, size, bool(v[i, 9]), h, w)
+            gh, gw = noise.shape[:2]
             rows = np.minimum((np.arange(h) / size).astype(int), gh - 1)
             cols = np.minimum((np.arange(w) / size).astype(int), gw - 1)
             out[i] = noise[rows][:, cols] * np.float32(_GRAIN_GAIN * v[i, 10])
         return out
+
+
+def grain_noise(seed: int, camera_index: int, size: float, colored: bool, h: int, w: int) -> np.ndarray:
+    """An entry's grain pattern for one camera at its own resolution.
+
+    Args:
+        seed: the entry's grain seed (``Draws.grain_seeds``).
+        camera_index: the camera's position in the config (each camera has its own pattern).
+        size: grain size in pixels (>= 1): one noise value covers ``size x size`` pixels.
+        colored: one value per channel (True) or one shared by the channels.
+        h, w: the image size, pixels.
+
+    Returns:
+        ``float32 [ceil(h / size), ceil(w / size), 3 if colored else 1]`` standard normal values.
+    """
+    rng = np.random.default_rng([seed, camera_index])
+    gh, gw = int(np.ceil(h / size)), int(np.ceil(w / size))
+    return rng.standard_normal((gh, gw, 3 if colored else 1), dtype=np.float32)
+
+
+def block_sizes(h: int, w: int) -> tuple[int, int, int, int]:
+    """The block grid the effects work on for ``h x w`` images.
+
+    Returns:
+        ``(f, fb, r_ao, r_bloom)``: ambient occlusion's block size (pixels), bloom's (``2 f``
+        on images of at least ``32 f`` pixels whose sides are multiples of it, else ``f``),
+        the crease detector's neighbour distance in ``f`` blocks and the narrow bloom blur's
+        radius in ``fb`` blocks (the wide blur's is 3 times that).
+    """
+    f = _DOWN
+    fb = 2 * f if (h % (2 * f) == 0 and w % (2 * f) == 0 and min(h, w) >= 32 * f) else f
+    return f, fb, max(1, round(min(h, w) / f / 25)), max(1, round(min(h, w) / fb / 25))
+
+
+def effect_constants(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-entry constants of the effects, for applying draws outside ``apply`` (the GL passes).
+
+    Args:
+        values: ``float [N, 12]`` rows of ``Draws.values``.
+
+    Returns:
+        ``{"matrix": float32 [N, 3, 3], "add": float32 [N, 3]`` (grading offset in 0-255 units,
+        plus 0.5 to round half up), ``"bloom_gain"``, ``"bloom_mix"`` (wide blur's share),
+        ``"ao_gain"``, ``"grain_gain"`` (0-255 units), ``"grain_size"`` (pixels, >= 1):
+        ``float32 [N]``, ``"grain_colored": bool [N]}``. Thresholds and radii are those of ``apply``:
+        ``BLOOM_THRESHOLD`` and ``AO_RADIUS`` (metres), :func:`block_sizes`.
+    """
+    values = np.asarray(values, np.float64).reshape(-1, len(_FIELDS))
+    m, o = grading_matrices(values[:, 0:6])
+    return {
+        "matrix": m,
+        "add": (np.float32(255) * o + np.float32(0.5)).astype(np.float32),
+        "bloom_gain": np.float32(255 * _BLOOM_GAIN) * values[:, 6].astype(np.float32),
+        "bloom_mix": np.clip((values[:, 7] - 1.0) / 9.0, 0.0, 1.0).astype(np.float32),
+        "ao_gain": np.float32(_AO_GAIN) * values[:, 8].astype(np.float32),
+        "grain_gain": (np.float32(255) * (_GRAIN_GAIN * values[:, 10])).astype(np.float32),
+        "grain_size": np.maximum(1.0, values[:, 11]).astype(np.float32),
+        "grain_colored": values[:, 9] != 0,
+    }
+

@@ -18,6 +18,8 @@ Parts, each in its own module:
 - ``outputs``: a batch's response arrays, allocated from the response layout.
 - ``modalities``: pure array maths (depth in metres, normals, segmentation classes, alpha).
 - ``gl``: low-level GL calls (context class, hardware check, one-blit read).
+- ``gl_post``: post-processing as GL shader passes on the drawn tiles before readback
+  (``EngineOptions.gl_post_processing``; numpy's ``end_batch`` otherwise).
 - ``warp_backend``: :class:`~orrb.engine.warp_backend.WarpRenderEngine`, the same interface on
   MuJoCo Warp's batch ray tracer (``config.backend == "warp"``, needs ``orrb[warp]``).
 

@@ -105,6 +105,9 @@ class FrameReader:
         self._hardware = False
         self._extent = 1.0
         self._buffers: dict = {}  # (used slots, depth) -> readback rectangle and buffers
+        # called as post_process(con, [(rect, entry, camera, (near, far) metres)]) right before a group
+        # of tiles is read back (post-processing on the GPU); closed with the GL context current
+        self.post_process = None
         try:
             self._gl = gl_context_class()(max(layout.width, 1), max(layout.height, 1))
         except Exception as e:
@@ -140,6 +143,11 @@ class FrameReader:
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
 
+    @property
+    def context(self) -> mujoco.MjrContext:
+        """MuJoCo's render context (its offscreen framebuffer holds the drawn tiles)."""
+        return self._con
+
     def make_current(self) -> None:
         """Makes the GL context current in this thread (another renderer may have taken it)."""
         self._gl.make_current()
@@ -171,6 +179,9 @@ class FrameReader:
                color: dict[str, np.ndarray], depth: dict[str, np.ndarray], names: list[str]) -> None:
         if not pending:
             return
+        if self.post_process is not None:
+            metres = (clip[0] * self._extent, clip[1] * self._extent)
+            self.post_process(self._con, [(self._viewports[slot], index, c, metres) for slot, c in pending])
         wants_depth = bool(depth)
         rect, rgb_buf, depth_buf = self._read_buffers(len(pending), wants_depth)
         self._read(rect, rgb_buf, depth_buf)
@@ -267,8 +278,13 @@ class FrameReader:
                           "its GL resources stay allocated until the process exits", ResourceWarning, stacklevel=3)
             return
         try:
-            if con is not None:
-                con.free()
+            post, self.post_process = self.post_process, None
+            try:
+                if post is not None:
+                    post.close()
+            finally:
+                if con is not None:
+                    con.free()
         finally:
             if gl is not None:
                 gl.free()

@@ -1,4 +1,4 @@
-"""``EngineOptions``: how the engine schedules its work (no option changes an output bit)."""
+"""``EngineOptions``: how the engine schedules its work (only ``gl_post_processing`` changes output bits)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ _CHUNK_PIXELS_SOFTWARE = 160_000
 @dataclasses.dataclass(frozen=True)
 class EngineOptions:
     """How a :class:`orrb.engine.RenderEngine` spreads a batch over its threads and reads
-    frames back. Every combination gives bit-identical outputs; the options exist to compare
-    schedules (benchmarks) and to pin one in tests.
+    frames back. Every combination of the scheduling options gives bit-identical outputs (the
+    post-processing path, ``gl_post_processing``, changes pixels by rounding); the options
+    exist to compare schedules (benchmarks) and to pin one in tests.
 
     Example::
 
@@ -35,6 +36,14 @@ class EngineOptions:
         one_blit_readback: read colour and depth back with one resolve blit once the engine's
             first readback of a multisampled frame showed it gives ``mjr_readPixels``' bits.
             False: always MuJoCo's own readback.
+        gl_post_processing: apply post-processing (``PostProcessingRandomizer``) as GL shader
+            passes before readback (True) or with numpy after it (False). None: the GL passes
+            when the context renders on hardware (a design choice, not yet measured on a GPU),
+            numpy on a software rasterizer, where the GL passes were measured slower
+            (benchmarks/post_processing.py). The two paths draw
+            the same random values; their pixels differ by rounding (mean under 2/255 per
+            channel), so this is the one option that changes output bits. The Warp backend
+            always uses numpy.
 
     Raises:
         TypeError: an option of the wrong kind.
@@ -45,12 +54,16 @@ class EngineOptions:
     image_overlap: bool = True
     image_chunk_pixels: int | None = None
     one_blit_readback: bool = True
+    gl_post_processing: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("setup_ahead", "image_overlap", "one_blit_readback"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise TypeError(f"EngineOptions.{name} must be a bool, got {type(value).__name__} {value!r}")
+        if self.gl_post_processing is not None and not isinstance(self.gl_post_processing, bool):
+            raise TypeError(f"EngineOptions.gl_post_processing must be a bool or None, "
+                            f"got {type(self.gl_post_processing).__name__} {self.gl_post_processing!r}")
         pixels = self.image_chunk_pixels
         if pixels is not None:
             if isinstance(pixels, bool) or not isinstance(pixels, int):

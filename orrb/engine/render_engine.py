@@ -6,7 +6,9 @@ entry's random streams; :class:`~orrb.engine.camera_scenes.CameraScenes` builds 
 camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them side by side into one
 framebuffer and reads them back at once (colour and depth from the same pass), plus a
 segmentation pass when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
-image-space components (post-processing) on chunks of drawn entries; the modality maths
+image-space components (post-processing) on chunks of drawn entries, unless
+:class:`~orrb.engine.gl_post.GLPostStage` post-processes the tiles on the GPU right before
+their readback (``EngineOptions.gl_post_processing``); the modality maths
 (depth in metres, normals, segmentation classes) are the pure functions of
 :mod:`orrb.engine.modalities`.
 
@@ -22,6 +24,7 @@ it; :class:`orrb.LocalRenderer` gives it one thread of its own.
 from __future__ import annotations
 
 import concurrent.futures
+import warnings
 
 import numpy as np
 
@@ -31,6 +34,7 @@ from orrb.engine.compiled_scene import CompiledScene
 from orrb.engine.engine_base import EngineBase
 from orrb.engine.entry_setup import EntrySetup
 from orrb.engine.frames import FrameReader, TileLayout
+from orrb.engine.gl_post import GLPostProcessor, GLPostStage
 from orrb.engine.image_stage import ImageStage
 from orrb.engine.options import EngineOptions
 from orrb.engine.outputs import BatchOutputs
@@ -66,6 +70,7 @@ class RenderEngine(EngineBase):
         # Handles first, so close() is safe whatever fails below.
         self._reader: FrameReader | None = None
         self._closed = False
+        self._gl_post_failed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         super().__init__(config, renderer_config, options)
         self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
@@ -84,6 +89,7 @@ class RenderEngine(EngineBase):
                                          cfg.render_settings, self._tiles)
         if self._reader is None:
             self._reader = FrameReader(self._tiles, self._options.one_blit_readback)
+            self._reader.post_process = GLPostStage()
         self._reader.bind(compiled.model)
         self._scene = compiled
         self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
@@ -115,12 +121,19 @@ class RenderEngine(EngineBase):
             segmentation (as enabled), then every stream ``[B, k]``.
 
         Raises:
-            RendererError: the engine is closed.
+            RendererError: the engine is closed, or ``EngineOptions.gl_post_processing`` is True
+                and the GL post-processing passes cannot be set up on this GL context.
         """
         active, wants_depth, arrays, batch, setup = self.plan_batch(qpos, seeds)
         cfg, n = self.config, qpos.shape[0]
         options = self._options
         image_components = [c for c in active if c.has_image_stage()]
+        self._reader.make_current()  # another renderer in this process may have taken the thread
+        on_gl = self._gl_post_components(image_components)
+        image_components = image_components[len(on_gl):]
+        if on_gl and not (cfg.render_depth or cfg.render_normals or cfg.render_alpha
+                          or any(c.needs_depth for c in image_components)):
+            arrays.depth.clear()  # only the GL passes needed depth: they read it on the GPU
         # the executors, not the engine: a work item must not keep the engine alive, or the engine
         # could be finalized on its own worker thread
         image = ImageStage(image_components, batch, Frames(arrays.color, arrays.depth, arrays.fovy), n,
@@ -129,9 +142,48 @@ class RenderEngine(EngineBase):
         setup_pool = self._worker("setup") if options.setup_ahead and n > 1 and active else None
         for component in active:
             component.begin_batch(batch)
-        self._reader.make_current()  # another renderer in this process may have taken the thread
-        self._draw(n, setup, setup_pool, image, arrays)
+        post = self._reader.post_process
+        post.begin(on_gl, batch)
+        try:
+            self._draw(n, setup, setup_pool, image, arrays)
+        finally:
+            post.end()
         return arrays.finish(cfg)
+
+    @property
+    def gl_post_processing(self) -> bool:
+        """Whether post-processing runs as GL passes before readback: ``EngineOptions.gl_post_processing``,
+        or with None, by the GL context: numpy on a software rasterizer (llvmpipe, where the GL
+        passes were measured slower), the GL passes on hardware (chosen by design: not yet
+        measured on a GPU), unless they could not be set up there (then numpy, with a warning)."""
+        choice = self._options.gl_post_processing
+        return choice if choice is not None else (self.gl_hardware and not self._gl_post_failed)
+
+    def _gl_post_components(self, image_components: list) -> list:
+        """The image-stage components the GL passes take: the leading post-processors (those
+        after another image-space component stay on the CPU, after it, in chain order).
+        Sets the passes up on first use (the GL context current).
+
+        Raises:
+            RendererError: the passes cannot be set up while ``gl_post_processing`` is True.
+        """
+        if not self.gl_post_processing or not image_components \
+                or not GLPostProcessor.supports(image_components[0]):
+            return []
+        try:
+            self._reader.post_process.prepare(self._reader.context)
+        except Exception as e:
+            if self._options.gl_post_processing:
+                raise RendererError(f"EngineOptions(gl_post_processing=True): the GL post-processing passes "
+                                    f"cannot be set up on this GL context: {e}") from e
+            self._gl_post_failed = True
+            warnings.warn(f"GL post-processing passes cannot be set up on this GL context ({e}); "
+                          "post-processing with numpy instead", RuntimeWarning, stacklevel=3)
+            return []
+        k = 0
+        while k < len(image_components) and GLPostProcessor.supports(image_components[k]):
+            k += 1
+        return image_components[:k]
 
     def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
               image: ImageStage, arrays: BatchOutputs) -> None:

@@ -16,7 +16,7 @@ import warnings
 import mujoco
 import numpy as np
 
-from orrb.engine.gl import gl_context_class, hardware_renderer, read_pixels_one_blit
+from orrb.engine.gl import PixelBuffers, gl_context_class, hardware_renderer, read_pixels_one_blit
 from orrb.engine.modalities import classes_from_ids, linear_depth, segmentation_lut
 from orrb.errors import RendererError
 
@@ -35,29 +35,55 @@ _ABANDONED: list = []
 
 @dataclasses.dataclass(frozen=True)
 class TileLayout:
-    """Where an entry's frames are drawn: ``cols x rows`` slots of ``width x height`` pixels
-    in one offscreen framebuffer, slot 0 at the bottom left (GL's origin), row by row.
+    """Where frames are drawn: ``cols x rows`` slots of ``width x height`` pixels in one
+    offscreen framebuffer, slot 0 at the bottom left (GL's origin), row by row.
 
-    Fewer, larger readbacks are cheaper than one per frame (benchmarks/RESULTS.md, "Engine").
+    The slots form ``groups`` entry groups of ``group_slots`` slots each: camera ``c`` of an
+    entry drawn in group ``g`` goes to slot ``g * group_slots + c % group_slots``. An entry's
+    group is its seed modulo ``groups`` (:meth:`groups_of`), so an entry lands in the same
+    tile whatever batch, shard or server it is rendered in. Fewer, larger readbacks are cheaper
+    than one per frame (benchmarks/RESULTS.md, "Engine").
     """
 
     width: int
     height: int
     cols: int
     rows: int
+    groups: int = 1
+    group_slots: int = 0  # 0: every slot (one group)
 
     @classmethod
-    def for_cameras(cls, cameras: int, width: int, height: int) -> TileLayout:
-        """The layout for ``cameras`` frames of ``width x height`` within the tiling limits."""
-        slots = max(1, min(cameras, _MAX_TILES, _TILE_PIXELS // (width * height)))
+    def for_cameras(cls, cameras: int, width: int, height: int, entries: int | None = 1) -> TileLayout:
+        """The layout for entries of ``cameras`` frames of ``width x height`` within the tiling
+        limits (at most 24 frames, 2**20 pixels, a 4096 x 2048 framebuffer).
+
+        Args:
+            cameras: frames per entry.
+            width, height: frame size, pixels.
+            entries: entries per readback wanted; None: as many as the limits allow. An entry
+                whose cameras do not all fit is drawn alone, in several readbacks.
+        """
+        limit = max(1, min(_MAX_TILES, _TILE_PIXELS // (width * height)))
+        groups = max(1, limit // cameras if entries is None else min(entries, limit // cameras))
+        slots = max(1, min(cameras * groups, limit))
         cols = max(1, min(slots, _MAX_TILED_WIDTH // width))
         rows = max(1, min(-(-slots // cols), _MAX_TILED_HEIGHT // height))
-        return cls(width, height, cols, rows)
+        groups = max(1, min(groups, cols * rows // cameras))
+        return cls(width, height, cols, rows, groups, cameras if groups > 1 else cols * rows)
 
     @property
     def framebuffer(self) -> tuple[int, int]:
         """``(width, height)`` of the offscreen framebuffer the tiles need, pixels."""
         return self.cols * self.width, self.rows * self.height
+
+    @property
+    def per_group(self) -> int:
+        """Slots of one entry group (cameras beyond it wrap round, in later readbacks)."""
+        return self.group_slots or self.cols * self.rows
+
+    def groups_of(self, seeds: np.ndarray) -> np.ndarray:
+        """``int64 [B]`` entry group of every seed (``uint64 [B]``): the seed modulo ``groups``."""
+        return (np.asarray(seeds, np.uint64) % np.uint64(self.groups)).astype(np.int64)
 
     def viewports(self) -> list[mujoco.MjrRect]:
         """One rectangle per slot, in slot order."""
@@ -71,30 +97,50 @@ class TileLayout:
         return buffer[row * h:(row + 1) * h][::-1, col * w:(col + 1) * w]
 
 
+@dataclasses.dataclass
+class _Targets:
+    """A batch's output arrays the reader writes into (``FrameReader.begin``)."""
+
+    color: dict[str, np.ndarray]
+    depth: dict[str, np.ndarray]
+    segmentation: dict[str, np.ndarray]
+    names: list[str]
+    geom_class: np.ndarray
+
+
 class FrameReader:
     """Owns the GL context and MuJoCo's render context; draws scenes and reads frames back.
 
-    Camera ``c`` always draws into slot ``c`` (modulo the slots), and every entry is read back
-    on its own. Float interpolation and edge snapping depend on a frame's window position, so
-    a frame drawn elsewhere can differ in depth bits and in a few edge pixels; positions that
-    depend on the batch would break bit-identical outputs between an entry rendered alone, in
-    a batch or on another server. (Tiling several entries per readback was measured faster,
-    see benchmarks/RESULTS.md, but no entry-to-position rule kept both that speed and this
-    guarantee.) The depth of each frame is converted with the clip planes in force when it
-    was drawn.
+    Entries are drawn as tiles of one framebuffer, several per readback: an entry's cameras
+    go to the slots of its entry group (:class:`TileLayout`), and a group already holding an
+    entry of the current readback is read back first (``occupied`` / ``flush``). Float
+    interpolation and edge snapping depend on a frame's window position, so the group is a
+    function of the entry's seed alone: an entry gives the same bits alone, in any batch or
+    on any server. Two entries with different seeds may be drawn at different positions, so
+    without components a different seed can still change a few edge pixels by one level and
+    depth in its last bits (measured: at most 0.1% of the pixels, by at most 1). With one
+    entry per readback (``TileLayout.groups == 1``) every entry draws at the same position.
+    The depth of each frame is converted with the clip planes in force when it was drawn.
+
+    Readback: colour and depth from the same pass, with one resolve blit once the first
+    readback checked it gives ``mjr_readPixels``' bits; with ``pbo`` the readback of a chunk
+    goes into a pixel buffer object and is fetched only after the next chunk was drawn (the
+    same bits, the CPU does not wait for the GPU between chunks).
 
     Not thread-safe; the GL context belongs to the thread that makes it current. ``close()``
     is idempotent and safe on a half-built reader.
 
     Args:
-        layout: where an entry's frames go.
+        layout: where frames go.
         one_blit: allow the one-blit readback (after the first readback checked it).
+        pbo: read back through pixel buffer objects, one chunk behind the drawing; None: when
+            the context renders on hardware (decided by ``bind``).
 
     Raises:
         RendererError: no GL context could be created.
     """
 
-    def __init__(self, layout: TileLayout, one_blit: bool = True):
+    def __init__(self, layout: TileLayout, one_blit: bool = True, pbo: bool | None = False):
         # Handles first, so close() is safe whatever fails below.
         self._gl = None
         self._con: mujoco.MjrContext | None = None
@@ -104,7 +150,13 @@ class FrameReader:
         self._one_blit: bool | None = None
         self._hardware = False
         self._extent = 1.0
-        self._buffers: dict = {}  # (used slots, depth) -> readback rectangle and buffers
+        self._buffers: dict = {}  # (cols, rows, depth) -> readback rectangle and buffers
+        self._targets: _Targets | None = None
+        self._pending: list[tuple[int, int, int, mujoco.MjvScene, tuple[float, float]]] = []
+        self._groups: set[int] = set()
+        self._allow_pbo = pbo
+        self._pbo: PixelBuffers | None = None
+        self._in_flight: tuple | None = None  # a chunk whose readback went to a pixel buffer
         try:
             self._gl = gl_context_class()(max(layout.width, 1), max(layout.height, 1))
         except Exception as e:
@@ -125,15 +177,32 @@ class FrameReader:
         multisampled frame with edges has checked it against ``mjr_readPixels``."""
         return self._one_blit
 
+    @property
+    def pbo(self) -> bool:
+        """Whether readbacks go through pixel buffer objects (decided by ``bind``)."""
+        return self._pbo is not None
+
+    @property
+    def layout(self) -> TileLayout:
+        return self._layout
+
     def bind(self, model: mujoco.MjModel) -> None:
         """(Re)creates MuJoCo's render context for ``model`` (its offscreen buffer must fit
         ``layout.framebuffer``); the one-blit check starts again."""
         self._gl.make_current()
+        self._pending.clear()
+        self._groups.clear()
+        self._in_flight = None
+        if self._pbo is not None:
+            self._pbo.free()
+            self._pbo = None
         if self._con is not None:
             self._con.free()
             self._con = None
         self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
         self._hardware = hardware_renderer()
+        if self._allow_pbo or (self._allow_pbo is None and self._hardware):
+            self._pbo = PixelBuffers()
         self._one_blit = None if self._allow_one_blit else False
         self._extent = float(model.stat.extent)
         self._buffers = {}
@@ -145,42 +214,117 @@ class FrameReader:
         self._gl.make_current()
 
     # -- drawing -----------------------------------------------------------------------------------
-    def draw(self, scenes: list[mujoco.MjvScene], index: int, clip: tuple[float, float],
-             color: dict[str, np.ndarray], depth: dict[str, np.ndarray], names: list[str]) -> None:
-        """Draws every camera's scene of entry ``index`` and reads the frames back.
+    def begin(self, color: dict[str, np.ndarray], depth: dict[str, np.ndarray],
+              segmentation: dict[str, np.ndarray], names: list[str], geom_class: np.ndarray) -> None:
+        """Starts a batch: where its frames go.
 
         Args:
-            scenes: the entry's built scenes, one per camera (in ``names`` order).
-            index: the entry's row in the outputs.
-            clip: ``(znear, zfar)`` the scenes were built with (``vis.map``).
-            color: ``{camera: uint8 [B, H, W, 3|4]}``; channels 0-2 of row ``index`` are written.
-            depth: ``{camera: float32 [B, H, W]}`` metres, row ``index`` written; empty: no depth read.
+            color: ``{camera: uint8 [B, H, W, 3|4]}``; channels 0-2 of each drawn row are written.
+            depth: ``{camera: float32 [B, H, W]}`` metres; empty: no depth read.
+            segmentation: ``{camera: uint8 [B, H, W]}`` class ids; empty: no segmentation pass.
             names: camera names, in scene order.
+            geom_class: ``uint8 [ngeom]`` segmentation class of every geom.
         """
-        slots = len(self._viewports)
-        pending: list[tuple[int, int]] = []  # slot, camera
-        for c, scene in enumerate(scenes):
-            slot = c % slots
-            if slot == 0:
-                self._flush(pending, index, clip, color, depth, names)
-            mujoco.mjr_render(self._viewports[slot], scene, self._con)
-            pending.append((slot, c))
-        self._flush(pending, index, clip, color, depth, names)
+        self._pending.clear()
+        self._groups.clear()
+        self._in_flight = None
+        self._targets = _Targets(color, depth, segmentation, names, geom_class)
 
-    def _flush(self, pending: list[tuple[int, int]], index: int, clip: tuple[float, float],
-               color: dict[str, np.ndarray], depth: dict[str, np.ndarray], names: list[str]) -> None:
+    def occupied(self, group: int) -> bool:
+        """Whether entry group ``group`` holds an entry not read back yet (its scenes must not
+        be rebuilt before ``flush``)."""
+        return group in self._groups
+
+    def draw(self, scenes: list[mujoco.MjvScene], index: int, group: int, clip: tuple[float, float]) -> None:
+        """Draws every camera's scene of entry ``index`` into the slots of ``group`` (not
+        occupied); the frames are read back by a later ``flush`` or ``finish``.
+
+        Args:
+            scenes: the entry's built scenes, one per camera (in ``names`` order); they must
+                stay unchanged until read back (the segmentation pass draws them again).
+            index: the entry's row in the outputs.
+            group: the entry's group (``layout.groups_of`` its seed).
+            clip: ``(znear, zfar)`` the scenes were built with (``vis.map``).
+        """
+        per_group = self._layout.per_group
+        base = group * self._layout.group_slots
+        for c, scene in enumerate(scenes):
+            if c and c % per_group == 0:  # more cameras than slots: read these back first
+                self._complete()
+                self._groups.add(group)
+            mujoco.mjr_render(self._viewports[base + c % per_group], scene, self._con)
+            self._pending.append((base + c % per_group, index, c, scene, clip))
+        self._groups.add(group)
+
+    def flush(self) -> list[int]:
+        """Ends the current chunk: starts its readback and returns the entries whose frames are
+        now in the outputs, in order (without pixel buffers: this chunk's; with them: the
+        previous chunk's, fetched now that this chunk is drawn)."""
+        if self._pbo is None or self._targets.segmentation or not self._one_blit_decided():
+            return self._complete()
+        done = self._fetch_in_flight()
+        if self._pending:
+            used = max(slot for slot, *_ in self._pending) + 1
+            rect, rgb_buf, depth_buf = self._read_buffers(used, bool(self._targets.depth))
+            self._before_read(rect)
+            self._pbo.start(rect, rgb_buf, depth_buf, self._con, self._one_blit)
+            self._in_flight = (list(self._pending), rgb_buf, depth_buf)
+            self._pending.clear()
+            self._groups.clear()
+        return done
+
+    def finish(self) -> list[int]:
+        """Reads back everything drawn; returns the entries completed, in order."""
+        return self._fetch_in_flight() + self._complete()
+
+    def _one_blit_decided(self) -> bool:
+        return self._one_blit is not None or not self._targets.depth or not self._con.offSamples
+
+    def _fetch_in_flight(self) -> list[int]:
+        if self._in_flight is None:
+            return []
+        pending, rgb_buf, depth_buf = self._in_flight
+        self._in_flight = None
+        self._pbo.fetch(rgb_buf, depth_buf, self._con)
+        return self._unpack(pending, rgb_buf, depth_buf)
+
+    def _complete(self) -> list[int]:
+        """Reads back the pending frames now (and any chunk in flight before them)."""
+        done = self._fetch_in_flight()
+        pending = self._pending
         if not pending:
-            return
-        wants_depth = bool(depth)
-        rect, rgb_buf, depth_buf = self._read_buffers(len(pending), wants_depth)
+            return done
+        targets = self._targets
+        used = max(slot for slot, *_ in pending) + 1
+        rect, rgb_buf, depth_buf = self._read_buffers(used, bool(targets.depth))
+        self._before_read(rect)
         self._read(rect, rgb_buf, depth_buf)
-        layout = self._layout
-        for slot, c in pending:
+        done += self._unpack(pending, rgb_buf, depth_buf)
+        if targets.segmentation:
+            self._segment(pending, used)
+        pending.clear()
+        self._groups.clear()
+        return done
+
+    def _before_read(self, rect: mujoco.MjrRect) -> None:
+        """The tiles of a chunk are drawn and about to be read back (``rect``, from the origin,
+        covers them): the one point where every readback path passes, with the GL context
+        current and MuJoCo's offscreen framebuffer bound."""
+
+    def _unpack(self, pending: list, rgb_buf: np.ndarray, depth_buf: np.ndarray | None) -> list[int]:
+        """Copies a read-back chunk's tiles into the outputs; returns its entries, in order."""
+        targets, layout = self._targets, self._layout
+        color, depth, names = targets.color, targets.depth, targets.names
+        last = len(names) - 1
+        done = []
+        for slot, index, c, _, clip in pending:
             name = names[c]
             color[name][index, ..., :3] = layout.tile(rgb_buf, slot)
-            if wants_depth:
+            if depth_buf is not None:
                 linear_depth(layout.tile(depth_buf, slot), *clip, self._extent, out=depth[name][index])
-        pending.clear()
+            if c == last:  # an entry is done once its last camera is read
+                done.append(index)
+        return done
 
     def _read(self, rect: mujoco.MjrRect, rgb_buf: np.ndarray, depth_buf: np.ndarray | None) -> None:
         """Reads the drawn tiles: with one resolve blit once that was checked to give MuJoCo's bits."""
@@ -200,38 +344,25 @@ class FrameReader:
                 except Exception:  # no PyOpenGL, or a GL error: MuJoCo's read
                     self._one_blit = False
 
-    def segment(self, scenes: list[mujoco.MjvScene], index: int, geom_class: np.ndarray,
-                segmentation: dict[str, np.ndarray], names: list[str]) -> None:
-        """Segmentation pass of entry ``index`` from its built scenes (tiled like the colour
-        pass, no MSAA blending).
-
-        Args:
-            scenes: the entry's built scenes, one per camera (in ``names`` order).
-            index: the entry's row in the outputs.
-            geom_class: ``uint8 [ngeom]`` segmentation class of every geom.
-            segmentation: ``{camera: uint8 [B, H, W]}``; row ``index`` gets class ids.
-            names: camera names, in scene order.
-        """
-        per_read = len(self._viewports)
-        layout = self._layout
-        for start in range(0, len(scenes), per_read):
-            group = list(range(start, min(start + per_read, len(scenes))))
-            luts = []
-            try:
-                for slot, c in enumerate(group):
-                    scene = scenes[c]
-                    scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
-                    scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
-                    mujoco.mjr_render(self._viewports[slot], scene, self._con)
-                    luts.append(segmentation_lut(scene, geom_class))  # segment ids are per scene
-                rect, rgb_buf, _ = self._read_buffers(len(group), False)
-                mujoco.mjr_readPixels(rgb_buf, None, rect, self._con)
-            finally:
-                for c in group:
-                    scenes[c].flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
-                    scenes[c].flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
-            for slot, (c, lut) in enumerate(zip(group, luts)):
-                classes_from_ids(layout.tile(rgb_buf, slot), lut, out=segmentation[names[c]][index])
+    def _segment(self, pending: list, used: int) -> None:
+        """Segmentation pass of a read-back chunk: its scenes drawn again into their slots with
+        segment id colours (no MSAA blending), read back at once, mapped to classes."""
+        targets, layout = self._targets, self._layout
+        luts = []
+        try:
+            for slot, _, _, scene, _ in pending:
+                scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
+                scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
+                mujoco.mjr_render(self._viewports[slot], scene, self._con)
+                luts.append(segmentation_lut(scene, targets.geom_class))  # segment ids are per scene
+            rect, rgb_buf, _ = self._read_buffers(used, False)
+            mujoco.mjr_readPixels(rgb_buf, None, rect, self._con)
+        finally:
+            for _, _, _, scene, _ in pending:
+                scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
+                scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
+        for (slot, index, c, _, _), lut in zip(pending, luts):
+            classes_from_ids(layout.tile(rgb_buf, slot), lut, out=targets.segmentation[targets.names[c]][index])
 
     def _read_buffers(self, used: int, wants_depth: bool):
         """The readback rectangle and buffers covering the first ``used`` tile slots."""
@@ -254,19 +385,21 @@ class FrameReader:
         then left allocated (with a ``ResourceWarning``) rather than freed under another
         engine's context, which would delete that engine's framebuffers (same GL ids).
         """
-        con, gl = self._con, self._gl
-        self._con = self._gl = None
+        con, gl, pbo = self._con, self._gl, self._pbo
+        self._con = self._gl = self._pbo = None
         if con is None and gl is None:
             return
         try:
             if gl is not None:
                 gl.make_current()
         except Exception as e:
-            _ABANDONED.append((con, gl))  # never freed: their destructors would run GL calls here
+            _ABANDONED.append((con, gl, pbo))  # never freed: their destructors would run GL calls here
             warnings.warn(f"RenderEngine closed from a thread where its GL context cannot be made current ({e}); "
                           "its GL resources stay allocated until the process exits", ResourceWarning, stacklevel=3)
             return
         try:
+            if pbo is not None:
+                pbo.free()
             if con is not None:
                 con.free()
         finally:

@@ -3,9 +3,10 @@
 Per entry: :class:`~orrb.engine.entry_setup.EntrySetup` restores the model to its base
 state, applies the entry's qpos (kinematics only) and runs the component chain with the
 entry's random streams; :class:`~orrb.engine.camera_scenes.CameraScenes` builds every
-camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them side by side into one
-framebuffer and reads them back at once (colour and depth from the same pass), plus a
-segmentation pass when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
+camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them as tiles of one
+framebuffer, several entries per readback (an entry's tile fixed by its seed), and reads a
+chunk of tiles back at once (colour and depth from the same pass), plus a segmentation pass
+when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
 image-space components (post-processing) on chunks of drawn entries; the modality maths
 (depth in metres, normals, segmentation classes) are the pure functions of
 :mod:`orrb.engine.modalities`.
@@ -68,7 +69,8 @@ class RenderEngine(EngineBase):
         self._closed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         super().__init__(config, renderer_config, options)
-        self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
+        self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height,
+                                             self._options.entries_per_readback)
         try:
             self._build()
         except BaseException:
@@ -83,7 +85,7 @@ class RenderEngine(EngineBase):
         compiled = CompiledScene.compile(self._xml_path, self._mapping_path, self._chain, list(cfg.camera_names),
                                          cfg.render_settings, self._tiles)
         if self._reader is None:
-            self._reader = FrameReader(self._tiles, self._options.one_blit_readback)
+            self._reader = FrameReader(self._tiles, self._options.one_blit_readback, self._options.pbo_readback)
         self._reader.bind(compiled.model)
         self._scene = compiled
         self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
@@ -93,6 +95,16 @@ class RenderEngine(EngineBase):
     def gl_hardware(self) -> bool:
         """True when the GL context renders on hardware (not a software rasterizer such as llvmpipe)."""
         return self._reader is not None and self._reader.hardware
+
+    @property
+    def tiles(self) -> TileLayout:
+        """Where frames are drawn: ``tiles.groups`` entries per readback at most."""
+        return self._tiles
+
+    @property
+    def pbo_readback(self) -> bool:
+        """Whether readbacks go through pixel buffer objects (``EngineOptions.pbo_readback``)."""
+        return self._reader is not None and self._reader.pbo
 
     @property
     def one_blit_readback(self) -> bool | None:
@@ -130,32 +142,40 @@ class RenderEngine(EngineBase):
         for component in active:
             component.begin_batch(batch)
         self._reader.make_current()  # another renderer in this process may have taken the thread
-        self._draw(n, setup, setup_pool, image, arrays)
+        self._draw(self._tiles.groups_of(seeds), setup, setup_pool, image, arrays)
         return arrays.finish(cfg)
 
-    def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
+    def _draw(self, groups: np.ndarray, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
               image: ImageStage, arrays: BatchOutputs) -> None:
-        """Sets up, draws and reads back every entry, handing drawn entries to the image stage.
+        """Sets up, draws and reads back every entry, handing read entries to the image stage.
 
-        Two-stage pipeline: once entry i's scenes are built, the model and data are free, and
-        entry i + 1 is set up (its components run) on ``setup_pool`` while entry i draws:
-        ``mjr_render`` and the readback release the GIL. On llvmpipe the drawing thread bins
-        vertices alone while the rasterizer threads wait, on a GPU it waits for the GPU. The
-        same work in the same order as on one thread: outputs are unchanged.
+        Entry i draws into the tiles of its group ``groups[i]``; when that group already holds
+        an entry of the current chunk, the chunk is read back first (consecutive seeds fill
+        every group before one repeats). Two-stage pipeline: once entry i's scenes are built,
+        the model and data are free, and entry i + 1 is set up (its components run) on
+        ``setup_pool`` while entry i draws: ``mjr_render`` and the readback release the GIL.
+        On llvmpipe the drawing thread bins vertices alone while the rasterizer threads wait,
+        on a GPU it waits for the GPU. The same work in the same order as on one thread:
+        outputs are unchanged.
         """
         reader, scene = self._reader, self._scene
-        scenes, names = scene.scenes, list(self.config.camera_names)
+        scenes = scene.scenes
+        n = len(groups)
+        reader.begin(arrays.color, arrays.depth, arrays.segmentation, list(self.config.camera_names),
+                     scene.geom_class)
         ahead = error = None
         try:
             if n:
                 setup(0)
             for i in range(n):
-                clip = scenes.build(scene.model, scene.data)
+                group = int(groups[i])
+                if reader.occupied(group):
+                    for done in reader.flush():
+                        image.entry_done(done)
+                clip = scenes.build(scene.model, scene.data, group)
                 ahead = setup_pool.submit(setup, i + 1) if setup_pool is not None and i + 1 < n else None
                 try:
-                    reader.draw(scenes.scenes, i, clip, arrays.color, arrays.depth, names)
-                    if arrays.segmentation:
-                        reader.segment(scenes.scenes, i, scene.geom_class, arrays.segmentation, names)
+                    reader.draw(scenes.scenes(group), i, group, clip)
                 finally:
                     if ahead is not None:
                         concurrent.futures.wait([ahead])  # the model is the setup's until it is done
@@ -165,7 +185,8 @@ class RenderEngine(EngineBase):
                         raise error
                 elif i + 1 < n:
                     setup(i + 1)
-                image.entry_done(i)
+            for done in reader.finish():
+                image.entry_done(done)
         except BaseException:
             # nothing may outlive render() (a Ctrl-C can interrupt the wait above), and no local
             # may keep a future or the error: with this frame in the traceback that would make

@@ -1,0 +1,74 @@
+"""Several entries per readback: tiles placed by seed, bounded by the framebuffer limits; the
+pixel-buffer readback gives the plain readback's bits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DACTYL_CAMERAS, assert_within_tile_rounding, dactyl_config
+from orrb.engine import EngineOptions, RenderEngine
+
+
+def render(config, states, seeds, **options) -> tuple[dict[str, np.ndarray], RenderEngine]:
+    with RenderEngine(config, options=EngineOptions(**options)) as engine:
+        return engine.render(states, np.asarray(seeds, np.uint64)), engine
+
+
+@pytest.fixture(scope="module")
+def all_modalities():
+    return dactyl_config(image_width=48, image_height=48, render_depth=True, render_normals=True,
+                         render_segmentation=True)
+
+
+def test_a_batch_is_read_back_in_chunks_of_entries_that_differ_from_one_entry_per_readback_by_edge_rounding(
+        all_modalities, dactyl_states):
+    seeds = np.arange(3, 22)  # 19 entries: 8 per readback, the first chunk partial (3 % 8 = 3)
+    chunked, engine = render(all_modalities, dactyl_states[:19], seeds)
+    per_entry, _ = render(all_modalities, dactyl_states[:19], seeds, entries_per_readback=1)
+    assert engine.tiles.groups == 8  # 3 cameras of 48 x 48: 24 frames per readback
+    assert sorted(chunked) == sorted(per_entry)
+    group_zero = seeds % 8 == 0  # the first group is the single entry's tile: the same bits
+    for key, value in per_entry.items():
+        np.testing.assert_array_equal(chunked[key][group_zero], value[group_zero], err_msg=key)
+        assert_within_tile_rounding(chunked[key], value, key)
+    assert chunked["vision_cam_left"].std() > 10, "blank image"
+
+
+def test_an_entry_gives_the_same_bits_alone_as_in_a_chunked_batch_with_the_full_chain(dactyl_states):
+    """The tile depends on the seed alone, never on the batch: alone or anywhere in a batch,
+    an entry is drawn at the same position (components included)."""
+    config = dactyl_config(image_width=40, image_height=40, render_depth=True, render_segmentation=True,
+                           renderer_config_path="dactyl.renderer_config.json")
+    seeds = np.array([5, 6, 7, 8, 9, 10, 11, 12, 13, 7, 9], np.uint64)  # full chunks, then repeats
+    with RenderEngine(config) as engine:
+        batch = engine.render(dactyl_states[:11], seeds)
+        for i in (0, 4, 9, 10):
+            alone = engine.render(dactyl_states[i:i + 1], seeds[i:i + 1])
+            for key, value in alone.items():
+                np.testing.assert_array_equal(value[0], batch[key][i], err_msg=f"{key}, entry {i}")
+
+
+@pytest.mark.parametrize("one_blit", [True, False])
+def test_pixel_buffer_readback_gives_the_bits_of_the_plain_readback(one_blit, dactyl_states):
+    config = dactyl_config(image_width=48, image_height=48, render_depth=True, render_normals=True,
+                           render_alpha=True, renderer_config_path="dactyl.renderer_config.json")
+    seeds = np.arange(20, 37)  # 17 entries: three chunks, one in flight while the next draws
+    plain, plain_engine = render(config, dactyl_states[:17], seeds, pbo_readback=False, one_blit_readback=one_blit)
+    pbo, pbo_engine = render(config, dactyl_states[:17], seeds, pbo_readback=True, one_blit_readback=one_blit)
+    assert pbo_engine.pbo_readback is False  # closed: nothing held
+    assert sorted(pbo) == sorted(plain)
+    for key, value in plain.items():
+        np.testing.assert_array_equal(pbo[key], value, err_msg=key)
+    assert plain[DACTYL_CAMERAS[0]].std() > 10 and (plain[f"{DACTYL_CAMERAS[0]}_depth"] > 0).any()
+
+
+def test_pixel_buffer_readback_is_on_when_asked_and_with_segmentation_reads_as_the_plain_readback(
+        all_modalities, dactyl_states):
+    seeds = np.arange(9)
+    with RenderEngine(all_modalities, options=EngineOptions(pbo_readback=True)) as engine:
+        assert engine.pbo_readback is True
+        pbo = engine.render(dactyl_states[:9], seeds.astype(np.uint64))
+    plain, _ = render(all_modalities, dactyl_states[:9], seeds, pbo_readback=False)
+    for key, value in plain.items():
+        np.testing.assert_array_equal(pbo[key], value, err_msg=key)

@@ -1,10 +1,11 @@
 """Frame reading: the GL side of the engine.
 
-:class:`TileLayout` places an entry's cameras side by side in one offscreen framebuffer;
-:class:`FrameReader` owns the GL context and MuJoCo's render context, draws built scenes
-into the tiles, reads them back at once (colour and depth from the same pass, with one
-resolve blit once that is checked to give MuJoCo's bits), converts depth to metres and
-draws the segmentation pass.
+:class:`TileLayout` places the cameras of several entries side by side in one offscreen
+framebuffer, each entry in the tiles of its seed's group; :class:`FrameReader` owns the GL
+context and MuJoCo's render context, draws built scenes into the tiles, reads a chunk of
+entries back at once (colour and depth from the same pass, with one resolve blit once that
+is checked to give MuJoCo's bits, optionally through pixel buffer objects one chunk behind
+the drawing), converts depth to metres and draws the segmentation pass.
 """
 
 from __future__ import annotations

@@ -152,6 +152,7 @@ class FrameReader:
         self._hardware = False
         self._extent = 1.0
         self._buffers: dict = {}  # (cols, rows, depth) -> readback rectangle and buffers
+        self._scratch: dict = {}  # (clip planes, shape) -> float32 depth in metres of a readback
         self._targets: _Targets | None = None
         self._pending: list[tuple[int, int, int, mujoco.MjvScene, tuple[float, float]]] = []
         self._groups: set[int] = set()
@@ -313,16 +314,29 @@ class FrameReader:
         current and MuJoCo's offscreen framebuffer bound."""
 
     def _unpack(self, pending: list, rgb_buf: np.ndarray, depth_buf: np.ndarray | None) -> list[int]:
-        """Copies a read-back chunk's tiles into the outputs; returns its entries, in order."""
+        """Copies a read-back chunk's tiles into the outputs; returns its entries, in order.
+
+        Depth is converted to metres once per readback for all tiles drawn with the same clip
+        planes (elementwise: the bits of a per-tile conversion), then copied tile by tile.
+        """
         targets, layout = self._targets, self._layout
         color, depth, names = targets.color, targets.depth, targets.names
+        metres = {}
+        if depth_buf is not None:
+            for clip in dict.fromkeys(entry[4] for entry in pending):
+                scratch = self._scratch.get((clip, depth_buf.shape))
+                if scratch is None:
+                    if len(self._scratch) > 8:
+                        self._scratch.clear()
+                    scratch = self._scratch[(clip, depth_buf.shape)] = np.empty_like(depth_buf)
+                metres[clip] = linear_depth(depth_buf, *clip, self._extent, out=scratch)
         last = len(names) - 1
         done = []
         for slot, index, c, _, clip in pending:
             name = names[c]
             color[name][index, ..., :3] = layout.tile(rgb_buf, slot)
             if depth_buf is not None:
-                linear_depth(layout.tile(depth_buf, slot), *clip, self._extent, out=depth[name][index])
+                depth[name][index] = layout.tile(metres[clip], slot)
             if c == last:  # an entry is done once its last camera is read
                 done.append(index)
         return done

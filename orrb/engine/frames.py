@@ -67,8 +67,11 @@ class TileLayout:
         limit = max(1, min(_MAX_TILES, _TILE_PIXELS // (width * height)))
         groups = max(1, limit // cameras if entries is None else min(entries, limit // cameras))
         slots = max(1, min(cameras * groups, limit))
-        cols = max(1, min(slots, _MAX_TILED_WIDTH // width))
-        rows = max(1, min(-(-slots // cols), _MAX_TILED_HEIGHT // height))
+        max_cols, max_rows = max(1, _MAX_TILED_WIDTH // width), max(1, _MAX_TILED_HEIGHT // height)
+        cols = max(1, min(slots, max_cols))
+        if groups > 1:  # the fewest unused slots (a full chunk reads no unused tile), then the fewest rows
+            cols = min(range(1, cols + 1), key=lambda k: (-(-slots // k) > max_rows, k * -(-slots // k) - slots, -k))
+        rows = max(1, min(-(-slots // cols), max_rows))
         groups = max(1, min(groups, cols * rows // cameras))
         return cls(width, height, cols, rows, groups, cameras if groups > 1 else cols * rows)
 
@@ -91,11 +94,18 @@ class TileLayout:
         return [mujoco.MjrRect(col * self.width, row * self.height, self.width, self.height)
                 for row in range(self.rows) for col in range(self.cols)]
 
-    def tile(self, buffer: np.ndarray, slot: int) -> np.ndarray:
-        """Slot ``slot``'s image in a read-back buffer (bottom row first), with row 0 at the top (a view)."""
+    def tile(self, buffer: np.ndarray, slot: int, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Slot ``slot``'s image in a read-back buffer (bottom row first) whose bottom-left tile
+        is at slot row and column ``origin``, with row 0 at the top (a view)."""
         row, col = divmod(slot, self.cols)
+        row, col = row - origin[0], col - origin[1]
         h, w = self.height, self.width
         return buffer[row * h:(row + 1) * h][::-1, col * w:(col + 1) * w]
+
+    def bounds(self, slots) -> tuple[int, int, int, int]:
+        """``(row0, col0, rows, cols)``: the smallest block of tiles holding every slot of ``slots``."""
+        rows, cols = zip(*(divmod(slot, self.cols) for slot in slots))
+        return min(rows), min(cols), max(rows) - min(rows) + 1, max(cols) - min(cols) + 1
 
 
 @dataclasses.dataclass
@@ -151,8 +161,9 @@ class FrameReader:
         self._one_blit: bool | None = None
         self._hardware = False
         self._extent = 1.0
-        self._buffers: dict = {}  # (cols, rows, depth) -> readback rectangle and buffers
-        self._scratch: dict = {}  # (clip planes, shape) -> float32 depth in metres of a readback
+        self._flat_rgb: np.ndarray | None = None  # readback buffers (views of these), made on first use
+        self._flat_depth: np.ndarray | None = None
+        self._flat_metres: np.ndarray | None = None  # depth of a readback in metres
         self._targets: _Targets | None = None
         self._pending: list[tuple[int, int, int, mujoco.MjvScene, tuple[float, float]]] = []
         self._groups: set[int] = set()
@@ -207,7 +218,7 @@ class FrameReader:
             self._pbo = PixelBuffers()
         self._one_blit = None if self._allow_one_blit else False
         self._extent = float(model.stat.extent)
-        self._buffers = {}
+        self._flat_rgb = self._flat_depth = self._flat_metres = None
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
 
@@ -266,11 +277,11 @@ class FrameReader:
             return self._complete()
         done = self._fetch_in_flight()
         if self._pending:
-            used = max(slot for slot, *_ in self._pending) + 1
-            rect, rgb_buf, depth_buf = self._read_buffers(used, bool(self._targets.depth))
+            rect, rgb_buf, depth_buf, origin = self._read_buffers([p[0] for p in self._pending],
+                                                                   bool(self._targets.depth))
             self._before_read(rect)
             self._pbo.start(rect, rgb_buf, depth_buf, self._con, self._one_blit)
-            self._in_flight = (list(self._pending), rgb_buf, depth_buf)
+            self._in_flight = (list(self._pending), rgb_buf, depth_buf, origin)
             self._pending.clear()
             self._groups.clear()
         return done
@@ -285,10 +296,10 @@ class FrameReader:
     def _fetch_in_flight(self) -> list[int]:
         if self._in_flight is None:
             return []
-        pending, rgb_buf, depth_buf = self._in_flight
+        pending, rgb_buf, depth_buf, origin = self._in_flight
         self._in_flight = None
         self._pbo.fetch(rgb_buf, depth_buf, self._con)
-        return self._unpack(pending, rgb_buf, depth_buf)
+        return self._unpack(pending, rgb_buf, depth_buf, origin)
 
     def _complete(self) -> list[int]:
         """Reads back the pending frames now (and any chunk in flight before them)."""
@@ -297,23 +308,23 @@ class FrameReader:
         if not pending:
             return done
         targets = self._targets
-        used = max(slot for slot, *_ in pending) + 1
-        rect, rgb_buf, depth_buf = self._read_buffers(used, bool(targets.depth))
+        slots = [p[0] for p in pending]
+        rect, rgb_buf, depth_buf, origin = self._read_buffers(slots, bool(targets.depth))
         self._before_read(rect)
         self._read(rect, rgb_buf, depth_buf)
-        done += self._unpack(pending, rgb_buf, depth_buf)
+        done += self._unpack(pending, rgb_buf, depth_buf, origin)
         if targets.segmentation:
-            self._segment(pending, used)
+            self._segment(pending, slots)
         pending.clear()
         self._groups.clear()
         return done
 
     def _before_read(self, rect: mujoco.MjrRect) -> None:
-        """The tiles of a chunk are drawn and about to be read back (``rect``, from the origin,
-        covers them): the one point where every readback path passes, with the GL context
+        """The tiles of a chunk are drawn and about to be read back (``rect`` covers them): the one point where every readback path passes, with the GL context
         current and MuJoCo's offscreen framebuffer bound."""
 
-    def _unpack(self, pending: list, rgb_buf: np.ndarray, depth_buf: np.ndarray | None) -> list[int]:
+    def _unpack(self, pending: list, rgb_buf: np.ndarray, depth_buf: np.ndarray | None,
+                origin: tuple[int, int]) -> list[int]:
         """Copies a read-back chunk's tiles into the outputs; returns its entries, in order.
 
         Depth is converted to metres once per readback for all tiles drawn with the same clip
@@ -323,20 +334,21 @@ class FrameReader:
         color, depth, names = targets.color, targets.depth, targets.names
         metres = {}
         if depth_buf is not None:
-            for clip in dict.fromkeys(entry[4] for entry in pending):
-                scratch = self._scratch.get((clip, depth_buf.shape))
-                if scratch is None:
-                    if len(self._scratch) > 8:
-                        self._scratch.clear()
-                    scratch = self._scratch[(clip, depth_buf.shape)] = np.empty_like(depth_buf)
+            for k, clip in enumerate(dict.fromkeys(entry[4] for entry in pending)):
+                if k == 0:  # one scratch buffer for the usual case: the same clip planes for all
+                    if self._flat_metres is None or self._flat_metres.size < depth_buf.size:
+                        self._flat_metres = np.empty(self._flat_depth.size, np.float32)
+                    scratch = self._flat_metres[:depth_buf.size].reshape(depth_buf.shape)
+                else:
+                    scratch = np.empty_like(depth_buf)
                 metres[clip] = linear_depth(depth_buf, *clip, self._extent, out=scratch)
         last = len(names) - 1
         done = []
         for slot, index, c, _, clip in pending:
             name = names[c]
-            color[name][index, ..., :3] = layout.tile(rgb_buf, slot)
+            color[name][index, ..., :3] = layout.tile(rgb_buf, slot, origin)
             if depth_buf is not None:
-                depth[name][index] = layout.tile(metres[clip], slot)
+                depth[name][index] = layout.tile(metres[clip], slot, origin)
             if c == last:  # an entry is done once its last camera is read
                 done.append(index)
         return done
@@ -359,7 +371,7 @@ class FrameReader:
                 except Exception:  # no PyOpenGL, or a GL error: MuJoCo's read
                     self._one_blit = False
 
-    def _segment(self, pending: list, used: int) -> None:
+    def _segment(self, pending: list, slots: list[int]) -> None:
         """Segmentation pass of a read-back chunk: its scenes drawn again into their slots with
         segment id colours (no MSAA blending), read back at once, mapped to classes."""
         targets, layout = self._targets, self._layout
@@ -370,26 +382,31 @@ class FrameReader:
                 scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
                 mujoco.mjr_render(self._viewports[slot], scene, self._con)
                 luts.append(segmentation_lut(scene, targets.geom_class))  # segment ids are per scene
-            rect, rgb_buf, _ = self._read_buffers(used, False)
+            rect, rgb_buf, _, origin = self._read_buffers(slots, False)
             mujoco.mjr_readPixels(rgb_buf, None, rect, self._con)
         finally:
             for _, _, _, scene, _ in pending:
                 scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
                 scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
         for (slot, index, c, _, _), lut in zip(pending, luts):
-            classes_from_ids(layout.tile(rgb_buf, slot), lut, out=targets.segmentation[targets.names[c]][index])
+            classes_from_ids(layout.tile(rgb_buf, slot, origin), lut, out=targets.segmentation[targets.names[c]][index])
 
-    def _read_buffers(self, used: int, wants_depth: bool):
-        """The readback rectangle and buffers covering the first ``used`` tile slots."""
+    def _read_buffers(self, slots, wants_depth: bool):
+        """The readback rectangle covering tile slots ``slots``, the buffers to read it into
+        (C-contiguous views of one allocation each) and its origin ``(row, col)`` in slots."""
         layout = self._layout
-        cols = min(used, layout.cols)
-        rows = -(-used // layout.cols)
-        key = (cols, rows, wants_depth)
-        if key not in self._buffers:
-            width, height = cols * layout.width, rows * layout.height
-            self._buffers[key] = (mujoco.MjrRect(0, 0, width, height), np.empty((height, width, 3), np.uint8),
-                                  np.empty((height, width), np.float32) if wants_depth else None)
-        return self._buffers[key]
+        row0, col0, rows, cols = layout.bounds(slots)
+        height, width = rows * layout.height, cols * layout.width
+        if self._flat_rgb is None:
+            full_width, full_height = layout.framebuffer
+            self._flat_rgb = np.empty(full_height * full_width * 3, np.uint8)
+        if wants_depth and self._flat_depth is None:
+            full_width, full_height = layout.framebuffer
+            self._flat_depth = np.empty(full_height * full_width, np.float32)
+        rect = mujoco.MjrRect(col0 * layout.width, row0 * layout.height, width, height)
+        rgb = self._flat_rgb[:height * width * 3].reshape(height, width, 3)
+        depth = self._flat_depth[:height * width].reshape(height, width) if wants_depth else None
+        return rect, rgb, depth, (row0, col0)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

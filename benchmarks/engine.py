@@ -14,7 +14,7 @@ entries per readback (the default) against one entry per readback
 from __future__ import annotations
 
 import orrb  # first: sets MUJOCO_GL=egl before mujoco picks its GL backend for mujoco.Renderer
-from _common import CAMERAS, bare_loop, dactyl_config, dactyl_states, interleaved, parser, report  # noqa: E402
+from _common import CAMERAS, bare_loop, dactyl_config, dactyl_states, interleaved_cpu, parser, report  # noqa: E402
 from orrb.engine import EngineOptions  # noqa: E402
 
 TILED = "LocalRenderer (no components)"
@@ -43,14 +43,20 @@ def main(argv=None) -> None:
                     BARE: bare_loop_run}
         for fn in variants.values():
             fn()  # warm up
-        seconds = interleaved(variants, args.repeats)
+        seconds, cpu_seconds = interleaved_cpu(variants, args.repeats)
         bare_close()
     images = len(states) * len(CAMERAS)
     rates = {name: images / s for name, s in seconds.items()}
+    cpu = {name: 1e3 * s / images for name, s in cpu_seconds.items()}
     report(f"engine: {len(CAMERAS)} cameras, {args.size}x{args.size}, {len(states)} states/batch", rates,
            "images/s", [("LocalRenderer / bare mujoco.Renderer", rates[TILED] / rates[BARE], 0.95),
                         ("entries per readback / one entry per readback", rates[TILED] / rates[ONE], None),
                         ("pixel-buffer / plain readback", rates[PBO] / rates[PLAIN], None)])
+    print("process CPU per image (all threads, llvmpipe's included):")
+    for name, ms in cpu.items():
+        print(f"  {name:<40}  {ms:8.3f} ms")
+    print(f"ratio: CPU per image, one entry per readback / entries per readback = {cpu[ONE] / cpu[TILED]:.3f}")
+    print(f"ratio: CPU per image, plain / pixel-buffer readback = {cpu[PLAIN] / cpu[PBO]:.3f}")
 
 
 if __name__ == "__main__":

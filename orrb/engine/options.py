@@ -44,7 +44,8 @@ class EngineOptions:
             the limits allow. 1: one entry per readback, every entry at the same position.
         pbo_readback: read back through pixel buffer objects: a chunk's readback is started,
             the next chunk drawn, then the first fetched (the same bits). None: on hardware
-            GL, off on a software rasterizer (llvmpipe, where it measured no gain).
+            GL (chosen for the GPU's asynchronous readback, not yet measured on one), off on a
+            software rasterizer (llvmpipe, where it measured no gain).
 
     Raises:
         TypeError: an option of the wrong kind.

@@ -18,8 +18,9 @@ class EngineOptions:
     frames back. The options exist to compare schedules (benchmarks) and to pin one in tests.
     Every combination gives bit-identical outputs, except ``entries_per_readback``: it sets
     the tile an entry is drawn in, and a frame's edge pixels and depth bits depend on its
-    position (at most 0.1% of the pixels, by at most 1 level). For a fixed value every entry
-    gives the same bits alone, in any batch and on any server.
+    position (measured on the Dactyl scene: at most 0.04% of the colour values, mostly by 1
+    level). For a fixed value every entry gives the same bits alone, in any batch and on any
+    server.
 
     Example::
 

@@ -16,7 +16,8 @@ Steps (each guarded: a failure is recorded and the script goes on):
    renderer config and without components, plus the servers' CPU per image (all their
    threads, and the busiest thread: the one that limits a server) and the client's; frames
    checked per pool (not blank, bit-identical to the one-server pool: entries are tiled by
-   seed, so sharding changes no bit).
+   seed, so sharding changes no bit); ``--readback-ab`` adds every pool with one entry per
+   readback (the servers' default on hardware GL is several).
 Writes ``--out`` (JSON) and the same path with ``.md`` (a markdown table). Stays
 under ~7 minutes (``--quick``: ~1.5; on llvmpipe try ``--quick --states 8 --sizes 32``).
 """
@@ -38,6 +39,7 @@ import numpy as np  # noqa: E402
 import _common  # noqa: E402
 import orrb  # noqa: E402
 from orrb import egl_device  # noqa: E402
+from orrb.engine.options import ENTRIES_PER_READBACK_ENV as ENTRIES_ENV  # noqa: E402
 
 
 free_base_port = orrb.utils.free_base_port
@@ -87,6 +89,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=None, help="timed batches per measurement (default 3; --quick 2)")
     p.add_argument("--sizes", default=None, help="comma-separated image sizes (default 128,200; --quick 128)")
     p.add_argument("--pools-only", action="store_true", help="skip steps 1-3 (devices, frames, in-process engine)")
+    p.add_argument("--readback-ab", action="store_true",
+                   help="also measure every pool with one entry per readback (ORRB_ENTRIES_PER_READBACK=1)")
     p.add_argument("--chain-only", action="store_true",
                    help="measure pools with the Dactyl chain only (default: also with no components)")
     args = p.parse_args()
@@ -184,8 +188,8 @@ def main() -> int:
         try:
             from orrb.engine import EngineOptions, RenderEngine
 
-            schedules = {"tiles+pbo": EngineOptions(pbo_readback=True),
-                         "tiles": EngineOptions(pbo_readback=False),
+            schedules = {"tiles+pbo": EngineOptions(entries_per_readback=24, pbo_readback=True),
+                         "tiles": EngineOptions(entries_per_readback=24, pbo_readback=False),
                          "one entry per readback": EngineOptions(entries_per_readback=1, pbo_readback=False)}
             readback: dict = {}
             for size in sizes:
@@ -224,12 +228,18 @@ def main() -> int:
     if args.pools:
         pools = [int(n) for n in args.pools.split(",")]
     repeats = args.repeats or (2 if args.quick else 3)
-    variants = [(size, config_path) for size in sizes]
+    variants = [(size, config_path, None) for size in sizes]
     if not args.chain_only and config_path is not None:
-        variants += [(size, None) for size in sizes]
-    for size, variant_config in variants:
+        variants += [(size, None, None) for size in sizes]
+    if args.readback_ab:
+        variants += [(size, path, "1") for size, path, _ in variants]
+    for size, variant_config, entries in variants:
         config = _common.dactyl_config(size, variant_config)
-        label = variant_config or "no components"
+        label = (variant_config or "no components") + (", one entry per readback" if entries else "")
+        if entries:
+            os.environ[ENTRIES_ENV] = entries  # the spawned servers inherit it
+        else:
+            os.environ.pop(ENTRIES_ENV, None)
         images = len(states) * len(config.camera_names)
         one = reference = None
         for n in pools:

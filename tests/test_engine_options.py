@@ -10,6 +10,7 @@ import pytest
 from conftest import dactyl_config
 from orrb.engine import EngineOptions, RenderEngine
 from orrb.engine.frames import TileLayout
+from orrb.engine.options import ENTRIES_PER_READBACK_ENV
 
 
 @pytest.mark.parametrize("options, error", [
@@ -56,3 +57,16 @@ def test_an_entrys_tile_group_is_its_seed_modulo_the_groups_whatever_the_batch()
     seeds = np.array([0, 7, 8, 9, 2**64 - 1, 2**63 + 5], dtype=np.uint64)
     np.testing.assert_array_equal(layout.groups_of(seeds), [0, 7, 0, 1, (2**64 - 1) % 8, (2**63 + 5) % 8])
     np.testing.assert_array_equal(layout.groups_of(seeds[3:4]), layout.groups_of(seeds)[3:4])
+
+
+def test_entries_per_readback_default_to_all_that_fit_on_hardware_one_on_software_or_the_environment(monkeypatch):
+    monkeypatch.delenv(ENTRIES_PER_READBACK_ENV, raising=False)
+    assert EngineOptions().readback_entries(hardware=True) is None  # as many as the limits allow
+    assert EngineOptions().readback_entries(hardware=False) == 1
+    assert EngineOptions(entries_per_readback=4).readback_entries(hardware=False) == 4
+    monkeypatch.setenv(ENTRIES_PER_READBACK_ENV, "6")
+    assert EngineOptions().readback_entries(hardware=False) == 6
+    assert EngineOptions(entries_per_readback=2).readback_entries(hardware=True) == 2
+    monkeypatch.setenv(ENTRIES_PER_READBACK_ENV, "many")
+    with pytest.raises(ValueError, match=f"{ENTRIES_PER_READBACK_ENV} must be an int >= 1, got 'many'"):
+        EngineOptions().readback_entries(hardware=True)

@@ -144,21 +144,22 @@ class FrameReader:
     is idempotent and safe on a half-built reader.
 
     Args:
-        layout: where frames go.
+        width, height: frame size, pixels (the context's default surface; frames go to
+            MuJoCo's offscreen framebuffer, laid out by the ``TileLayout`` given to ``bind``).
         one_blit: allow the one-blit readback (after the first readback checked it).
         pbo: read back through pixel buffer objects, one chunk behind the drawing; None: when
-            the context renders on hardware (decided by ``bind``).
+            the context renders on hardware.
 
     Raises:
         RendererError: no GL context could be created.
     """
 
-    def __init__(self, layout: TileLayout, one_blit: bool = True, pbo: bool | None = False):
+    def __init__(self, width: int, height: int, one_blit: bool = True, pbo: bool | None = False):
         # Handles first, so close() is safe whatever fails below.
         self._gl = None
         self._con: mujoco.MjrContext | None = None
-        self._layout = layout
-        self._viewports = layout.viewports()
+        self._layout: TileLayout | None = None
+        self._viewports: list[mujoco.MjrRect] = []
         self._allow_one_blit = one_blit
         self._one_blit: bool | None = None
         self._hardware = False
@@ -173,12 +174,14 @@ class FrameReader:
         self._pbo: PixelBuffers | None = None
         self._in_flight: tuple | None = None  # a chunk whose readback went to a pixel buffer
         try:
-            self._gl = gl_context_class()(max(layout.width, 1), max(layout.height, 1))
+            self._gl = gl_context_class()(max(width, 1), max(height, 1))
         except Exception as e:
             raise RendererError(
                 f"cannot create an OpenGL context (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {e}. "
                 "On a headless Linux machine install EGL and Mesa (apt-get install libegl1 libgl1-mesa-dri)."
             ) from e
+        self._gl.make_current()
+        self._hardware = hardware_renderer()
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -194,17 +197,20 @@ class FrameReader:
 
     @property
     def pbo(self) -> bool:
-        """Whether readbacks go through pixel buffer objects (decided by ``bind``)."""
+        """Whether readbacks go through pixel buffer objects (once bound)."""
         return self._pbo is not None
 
     @property
-    def layout(self) -> TileLayout:
+    def layout(self) -> TileLayout | None:
+        """Where frames go (None until ``bind``)."""
         return self._layout
 
-    def bind(self, model: mujoco.MjModel) -> None:
-        """(Re)creates MuJoCo's render context for ``model`` (its offscreen buffer must fit
-        ``layout.framebuffer``); the one-blit check starts again."""
+    def bind(self, model: mujoco.MjModel, layout: TileLayout) -> None:
+        """(Re)creates MuJoCo's render context for ``model``, whose offscreen buffer must fit
+        ``layout.framebuffer``; the one-blit check starts again."""
         self._gl.make_current()
+        self._layout = layout
+        self._viewports = layout.viewports()
         self._pending.clear()
         self._groups.clear()
         self._in_flight = None
@@ -215,7 +221,6 @@ class FrameReader:
             self._con.free()
             self._con = None
         self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
-        self._hardware = hardware_renderer()
         if self._allow_pbo or (self._allow_pbo is None and self._hardware):
             self._pbo = PixelBuffers()
         self._one_blit = None if self._allow_one_blit else False
@@ -322,8 +327,9 @@ class FrameReader:
         return done
 
     def _before_read(self, rect: mujoco.MjrRect) -> None:
-        """The tiles of a chunk are drawn and about to be read back (``rect`` covers them): the one point where every readback path passes, with the GL context
-        current and MuJoCo's offscreen framebuffer bound."""
+        """The tiles of a chunk are drawn and about to be read back (``rect`` covers them): the
+        one point every readback path passes, with the GL context current and MuJoCo's
+        offscreen framebuffer bound."""
 
     def _unpack(self, pending: list, rgb_buf: np.ndarray, depth_buf: np.ndarray | None,
                 origin: tuple[int, int]) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 __all__ = ["EngineOptions"]
 
@@ -10,6 +11,9 @@ __all__ = ["EngineOptions"]
 # and on Mesa's llvmpipe (benchmarks/RESULTS.md, "Large batches").
 _CHUNK_PIXELS_HARDWARE = 640_000
 _CHUNK_PIXELS_SOFTWARE = 160_000
+# The default of ``entries_per_readback`` when set (render servers are spawned with default
+# options and inherit the environment).
+ENTRIES_PER_READBACK_ENV = "ORRB_ENTRIES_PER_READBACK"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +45,13 @@ class EngineOptions:
             False: always MuJoCo's own readback.
         entries_per_readback: at most this many entries are drawn as tiles of one framebuffer
             and read back at once (within the tiling limits: 24 frames, 2**20 pixels); an
-            entry's tile is fixed by its seed (seed modulo the entry slots). None: as many as
-            the limits allow. 1: one entry per readback, every entry at the same position.
+            entry's tile is fixed by its seed (seed modulo the entry slots). 1: one entry per
+            readback, every entry at the same position. None: as many as the limits allow
+            when GL renders on hardware (chosen for the GPU's per-readback synchronisation,
+            not yet measured on one), 1 on a software rasterizer (llvmpipe, where several
+            entries per readback measured no faster and 1-3% more CPU per image); the
+            environment variable ``ORRB_ENTRIES_PER_READBACK``, when set, replaces that
+            default (render servers of a pool take default options and inherit it).
         pbo_readback: read back through pixel buffer objects: a chunk's readback is started,
             the next chunk drawn, then the first fetched (the same bits). None: on hardware
             GL (chosen for the GPU's asynchronous readback, not yet measured on one), off on a
@@ -76,6 +85,25 @@ class EngineOptions:
                                     f"got {type(value).__name__} {value!r}")
                 if value < 1:
                     raise ValueError(f"EngineOptions.{name} must be >= 1, got {value}")
+
+    def readback_entries(self, hardware: bool) -> int | None:
+        """Entries per readback wanted on hardware or software GL (None: as many as fit).
+
+        Raises:
+            ValueError: ``ORRB_ENTRIES_PER_READBACK`` is set to something else than an int >= 1.
+        """
+        if self.entries_per_readback is not None:
+            return self.entries_per_readback
+        text = os.environ.get(ENTRIES_PER_READBACK_ENV, "").strip()
+        if text:
+            try:
+                value = int(text)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ValueError(f"{ENTRIES_PER_READBACK_ENV} must be an int >= 1, got {text!r}")
+            return value
+        return None if hardware else 1
 
     def chunk_entries(self, width: int, height: int, hardware: bool) -> int:
         """Entries per image-stage chunk for ``width x height`` images (>= 1)."""

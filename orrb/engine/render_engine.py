@@ -66,11 +66,10 @@ class RenderEngine(EngineBase):
                  options: EngineOptions | None = None):
         # Handles first, so close() is safe whatever fails below.
         self._reader: FrameReader | None = None
+        self._tiles: TileLayout | None = None
         self._closed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         super().__init__(config, renderer_config, options)
-        self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height,
-                                             self._options.entries_per_readback)
         try:
             self._build()
         except BaseException:
@@ -81,12 +80,15 @@ class RenderEngine(EngineBase):
     def _build(self) -> None:
         """Compiles the model with every component's structural edits, binds the GL side to it
         and initializes the chain."""
-        cfg = self.config
+        cfg, options = self.config, self._options
+        if self._reader is None:
+            self._reader = FrameReader(cfg.image_width, cfg.image_height, options.one_blit_readback,
+                                       options.pbo_readback)
+            self._tiles = TileLayout.for_cameras(len(cfg.camera_names), cfg.image_width, cfg.image_height,
+                                                 options.readback_entries(self._reader.hardware))
         compiled = CompiledScene.compile(self._xml_path, self._mapping_path, self._chain, list(cfg.camera_names),
                                          cfg.render_settings, self._tiles)
-        if self._reader is None:
-            self._reader = FrameReader(self._tiles, self._options.one_blit_readback, self._options.pbo_readback)
-        self._reader.bind(compiled.model)
+        self._reader.bind(compiled.model, self._tiles)
         self._scene = compiled
         self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
 
@@ -151,7 +153,9 @@ class RenderEngine(EngineBase):
 
         Entry i draws into the tiles of its group ``groups[i]``; when that group already holds
         an entry of the current chunk, the chunk is read back first (consecutive seeds fill
-        every group before one repeats). Two-stage pipeline: once entry i's scenes are built,
+        every group before one repeats), while entry i + 1 is set up (the chunk's frames are
+        in the framebuffer, its scenes are needed again only by a segmentation pass, which
+        is then read back before entry i's scenes are built). Two-stage pipeline: once entry i's scenes are built,
         the model and data are free, and entry i + 1 is set up (its components run) on
         ``setup_pool`` while entry i draws: ``mjr_render`` and the readback release the GIL.
         On llvmpipe the drawing thread bins vertices alone while the rasterizer threads wait,
@@ -163,18 +167,21 @@ class RenderEngine(EngineBase):
         n = len(groups)
         reader.begin(arrays.color, arrays.depth, arrays.segmentation, list(self.config.camera_names),
                      scene.geom_class)
+        segmenting = bool(arrays.segmentation)
         ahead = error = None
         try:
             if n:
                 setup(0)
             for i in range(n):
                 group = int(groups[i])
-                if reader.occupied(group):
-                    for done in reader.flush():
-                        image.entry_done(done)
+                full = reader.occupied(group)
+                if full and segmenting:  # the segmentation pass draws the chunk's scenes again
+                    full = self._flush(reader, image)
                 clip = scenes.build(scene.model, scene.data, group)
                 ahead = setup_pool.submit(setup, i + 1) if setup_pool is not None and i + 1 < n else None
                 try:
+                    if full:  # read the chunk back while entry i + 1 is set up
+                        self._flush(reader, image)
                     reader.draw(scenes.scenes(group), i, group, clip)
                 finally:
                     if ahead is not None:
@@ -196,6 +203,13 @@ class RenderEngine(EngineBase):
             image.drain()
             raise
         image.wait()
+
+    @staticmethod
+    def _flush(reader: FrameReader, image: ImageStage) -> bool:
+        """Reads the current chunk back and hands its read entries to the image stage; False."""
+        for done in reader.flush():
+            image.entry_done(done)
+        return False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _worker(self, name: str) -> concurrent.futures.ThreadPoolExecutor:

@@ -9,7 +9,7 @@ depth to metres), the image stage (components' ``end_batch``, e.g. post-processi
 derived outputs (normals, alpha). On llvmpipe drawing and readback include the software
 rasterizer's work in the render thread (its worker threads are not counted).
 
-    python benchmarks/cpu_stages.py [--size 200] [--states 16] [--repeats 5]
+    python benchmarks/cpu_stages.py [--size 200] [--states 16] [--repeats 5] [--entries N]
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def instrument(spent: dict[str, float]) -> None:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--entries", type=int, default=None,
+                   help="EngineOptions.entries_per_readback (default: the engine's, per backend)")
+    args = p.parse_args(argv)
     if args.quick:
         args.states, args.repeats = 4, 1
     repeats = min(args.repeats, 5) if args.repeats == 15 else args.repeats
@@ -62,11 +65,11 @@ def main(argv=None) -> None:
     spent: dict[str, float] = collections.defaultdict(float)
     instrument(spent)
     print(f"== CPU per image by stage: {len(CAMERAS)} cameras, {args.size}x{args.size}, {len(states)} states/batch, "
-          f"{repeats} batches")
+          f"{repeats} batches, entries_per_readback={args.entries}")
     print(f"machine: {machine()}")
     for chain in ("dactyl.renderer_config.json", None):
         config = dactyl_config(args.size, chain)
-        with RenderEngine(config, options=EngineOptions()) as engine:
+        with RenderEngine(config, options=EngineOptions(entries_per_readback=args.entries)) as engine:
             engine.render(states, seeds)  # warm up
             spent.clear()
             start = time.process_time()

@@ -99,3 +99,17 @@ def test_pixel_buffer_readback_is_on_when_asked_and_reads_every_modality_as_the_
     plain, _ = render(all_modalities, dactyl_states[:9], seeds, pbo_readback=False, entries_per_readback=entries)
     for key, value in plain.items():
         np.testing.assert_array_equal(pbo[key], value, err_msg=key)
+
+
+def test_cameras_beyond_the_tile_limits_wrap_into_later_readbacks_with_either_readback(dactyl_states):
+    """3 cameras of 640 x 640 exceed the 2**20 pixels of a readback: an entry's cameras are
+    read back in two parts; pixel buffers and post-processing still see every entry."""
+    config = dactyl_config(image_width=640, image_height=640, render_depth=True,
+                           renderer_config_path="dactyl.renderer_config.json")
+    seeds = np.arange(3)
+    plain, engine = render(config, dactyl_states[:3], seeds, pbo_readback=False, **TILES)
+    pbo, _ = render(config, dactyl_states[:3], seeds, pbo_readback=True, **TILES)
+    assert engine.tiles.groups == 1 and engine.tiles.per_group == 2
+    for key, value in plain.items():
+        np.testing.assert_array_equal(pbo[key], value, err_msg=key)
+    assert all(plain[camera].std() > 10 for camera in DACTYL_CAMERAS)

@@ -173,6 +173,7 @@ class FrameReader:
         self._allow_pbo = pbo
         self._pbo: PixelBuffers | None = None
         self._in_flight: tuple | None = None  # a chunk whose readback went to a pixel buffer
+        self._early: list[int] = []  # entries completed inside draw, not handed over yet
         try:
             self._gl = gl_context_class()(max(width, 1), max(height, 1))
         except Exception as e:
@@ -248,6 +249,7 @@ class FrameReader:
         self._pending.clear()
         self._groups.clear()
         self._in_flight = None
+        self._early = []
         self._targets = _Targets(color, depth, segmentation, names, geom_class)
 
     def occupied(self, group: int) -> bool:
@@ -270,7 +272,7 @@ class FrameReader:
         base = group * self._layout.group_slots
         for c, scene in enumerate(scenes):
             if c and c % per_group == 0:  # more cameras than slots: read these back first
-                self._complete()
+                self._early += self._complete()  # entries completed now are handed over by flush
                 self._groups.add(group)
             mujoco.mjr_render(self._viewports[base + c % per_group], scene, self._con)
             self._pending.append((base + c % per_group, index, c, scene, clip))
@@ -280,9 +282,10 @@ class FrameReader:
         """Ends the current chunk: starts its readback and returns the entries whose frames are
         now in the outputs, in order (without pixel buffers: this chunk's; with them: the
         previous chunk's, fetched now that this chunk is drawn)."""
+        done, self._early = self._early, []
         if self._pbo is None or self._targets.segmentation or not self._one_blit_decided():
-            return self._complete()
-        done = self._fetch_in_flight()
+            return done + self._complete()
+        done += self._fetch_in_flight()
         if self._pending:
             rect, rgb_buf, depth_buf, origin = self._read_buffers([p[0] for p in self._pending],
                                                                    bool(self._targets.depth))
@@ -295,7 +298,8 @@ class FrameReader:
 
     def finish(self) -> list[int]:
         """Reads back everything drawn; returns the entries completed, in order."""
-        return self._fetch_in_flight() + self._complete()
+        done, self._early = self._early, []
+        return done + self._fetch_in_flight() + self._complete()
 
     def _one_blit_decided(self) -> bool:
         return self._one_blit is not None or not self._targets.depth or not self._con.offSamples

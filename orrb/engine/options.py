@@ -49,7 +49,7 @@ class EngineOptions:
             readback, every entry at the same position. None: as many as the limits allow
             when GL renders on hardware (chosen for the GPU's per-readback synchronisation,
             not yet measured on one), 1 on a software rasterizer (llvmpipe, where several
-            entries per readback measured no faster and 1-3% more CPU per image); the
+            entries per readback measured no faster: 0.93-1.09x); the
             environment variable ``ORRB_ENTRIES_PER_READBACK``, when set, replaces that
             default (render servers of a pool take default options and inherit it).
         pbo_readback: read back through pixel buffer objects: a chunk's readback is started,

@@ -290,7 +290,17 @@ class FrameReader:
             rect, rgb_buf, depth_buf, origin = self._read_buffers([p[0] for p in self._pending],
                                                                    bool(self._targets.depth))
             self._before_read(rect)
-            self._pbo.start(rect, rgb_buf, depth_buf, self._con, self._one_blit)
+            try:
+                self._pbo.start(rect, rgb_buf, depth_buf, self._con, self._one_blit)
+            except Exception as e:  # a GL error: the plain readback from now on
+                pbo, self._pbo = self._pbo, None
+                warnings.warn(f"pixel-buffer readback failed ({e}); reading back without pixel buffers",
+                              RuntimeWarning, stacklevel=2)
+                try:
+                    pbo.free()
+                except Exception:
+                    pass
+                return done + self._complete(drawn=True)
             self._in_flight = (list(self._pending), rgb_buf, depth_buf, origin)
             self._pending.clear()
             self._groups.clear()
@@ -312,8 +322,9 @@ class FrameReader:
         self._pbo.fetch(rgb_buf, depth_buf, self._con)
         return self._unpack(pending, rgb_buf, depth_buf, origin)
 
-    def _complete(self) -> list[int]:
-        """Reads back the pending frames now (and any chunk in flight before them)."""
+    def _complete(self, drawn: bool = False) -> list[int]:
+        """Reads back the pending frames now (and any chunk in flight before them);
+        ``drawn``: ``_before_read`` already ran for them."""
         done = self._fetch_in_flight()
         pending = self._pending
         if not pending:
@@ -321,7 +332,8 @@ class FrameReader:
         targets = self._targets
         slots = [p[0] for p in pending]
         rect, rgb_buf, depth_buf, origin = self._read_buffers(slots, bool(targets.depth))
-        self._before_read(rect)
+        if not drawn:
+            self._before_read(rect)
         self._read(rect, rgb_buf, depth_buf)
         done += self._unpack(pending, rgb_buf, depth_buf, origin)
         if targets.segmentation:

@@ -155,12 +155,13 @@ class RenderEngine(EngineBase):
         an entry of the current chunk, the chunk is read back first (consecutive seeds fill
         every group before one repeats), while entry i + 1 is set up (the chunk's frames are
         in the framebuffer, its scenes are needed again only by a segmentation pass, which
-        is then read back before entry i's scenes are built). Two-stage pipeline: once entry i's scenes are built,
-        the model and data are free, and entry i + 1 is set up (its components run) on
-        ``setup_pool`` while entry i draws: ``mjr_render`` and the readback release the GIL.
-        On llvmpipe the drawing thread bins vertices alone while the rasterizer threads wait,
-        on a GPU it waits for the GPU. The same work in the same order as on one thread:
-        outputs are unchanged.
+        is then read back before entry i's scenes are built).
+
+        Two-stage pipeline: once entry i's scenes are built, the model and data are free, and
+        entry i + 1 is set up (its components run) on ``setup_pool`` while entry i draws:
+        ``mjr_render`` and the readback release the GIL. On llvmpipe the drawing thread bins
+        vertices alone while the rasterizer threads wait, on a GPU it waits for the GPU. The
+        same work in the same order as on one thread: outputs are unchanged.
         """
         reader, scene = self._reader, self._scene
         scenes = scene.scenes

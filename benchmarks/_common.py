@@ -83,6 +83,22 @@ def interleaved(variants: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def interleaved_cpu(variants: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """As :func:`interleaved`, also returning each variant's median process CPU seconds per
+    call (all threads of this process: on llvmpipe the rasterizer's too). CPU time stays
+    meaningful on a machine shared with other work, where wall time mostly measures the others."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return ({name: statistics.median(v) for name, v in times.items()},
+            {name: statistics.median(v) for name, v in cpu.items()})
+
+
 def machine() -> str:
     import os
 

@@ -74,7 +74,12 @@ def build_server_configs(
 
     Args:
         num_gpus: GPUs per machine (>= 1; use 1 on a CPU machine).
-        num_workers: servers per GPU (>= 1).
+        num_workers: servers per GPU (>= 1). No default here on purpose: how many servers
+            keep one GPU busy is to be chosen from ``benchmarks/gpu_pool.py`` on a GPU. The
+            H200/H100 runs in benchmarks/RESULTS.md (before entry tiles and pixel-buffer
+            readback) levelled off from 8 servers; the callers' own defaults (the CLI's
+            ``--workers``, ``make_vec(num_servers=2)``) are unchanged until a GPU run
+            measures the new engine.
         base_port: first port.
         mpi_rank: this process's rank in ``[0, mpi_size)``.
         mpi_size: number of ranks; must divide ``num_gpus * num_workers``.

@@ -59,6 +59,23 @@ def dactyl_config(**fields) -> orrb.RemoteRendererConfig:
     return config
 
 
+def assert_within_tile_rounding(actual: np.ndarray, expected: np.ndarray, key: str = "") -> None:
+    """The rule for the same entry drawn at two tile positions (different seeds without
+    components, or another ``entries_per_readback``): images differ in at most 0.1% of the
+    values, and by more than 1 level in at most 0.05% (silhouette pixels whose anti-aliasing
+    coverage changes; measured 0.002-0.018%); float outputs (depth, normals) differ beyond
+    float32 interpolation rounding (relative 1e-4, absolute 1e-3) in at most 0.1% of the
+    values (edge pixels)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, key
+    if actual.dtype == np.uint8:
+        diff = np.abs(actual.astype(np.int16) - expected)
+        assert (diff > 0).mean() <= 0.001, f"{key}: {(diff > 0).mean():.4%} of the values differ"
+        assert (diff > 1).mean() <= 0.0005, f"{key}: {(diff > 1).mean():.4%} of the values differ by more than 1"
+    else:
+        far = ~np.isclose(actual, expected, rtol=1e-4, atol=1e-3)
+        assert far.mean() <= 0.001, f"{key}: {far.mean():.4%} of the values differ beyond rounding"
+
+
 @pytest.fixture
 def make_dactyl_config():
     return dactyl_config

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import orrb
-from conftest import DACTYL_CAMERAS, dactyl_config
+from conftest import DACTYL_CAMERAS, assert_within_tile_rounding, dactyl_config
 from orrb.components.base import Component, register
 from orrb.components.properties import Properties, prop
 from orrb.engine import EngineOptions, RenderEngine
+from orrb.engine.frames import TileLayout
 
 BOX_XML = """
 <mujoco>
@@ -107,6 +108,8 @@ def test_segmentation_background_is_zero_where_nothing_is_hit(box_scene):
 
 def test_same_seed_gives_identical_pixels_and_no_component_means_seed_is_irrelevant(
         dactyl_all_modalities, dactyl_states):
+    """With one entry per readback (the default on a software rasterizer) every entry draws
+    at the same position: without components the seed changes no bit."""
     batch = {"qpos": dactyl_states[:2], "seed": 1}
     first = dactyl_all_modalities.render_batch(batch)
     second = dactyl_all_modalities.render_batch(dict(batch))
@@ -115,6 +118,22 @@ def test_same_seed_gives_identical_pixels_and_no_component_means_seed_is_irrelev
         if key.startswith("vision_cam"):
             np.testing.assert_array_equal(first[key], second[key])
             np.testing.assert_array_equal(first[key], other_seed[key])
+
+
+def test_with_entries_tiled_by_seed_no_component_means_a_seed_changes_only_edge_rounding(dactyl_states):
+    """Several entries per readback: a seed picks the entry's tile (seed modulo the entry
+    slots); seeds sharing a tile give the same bits, others differ by rounding at most."""
+    config = dactyl_config(render_depth=True, render_normals=True, render_segmentation=True)
+    with orrb.LocalRenderer(config, engine_options=EngineOptions(entries_per_readback=24)) as renderer:
+        slots = TileLayout.for_cameras(len(DACTYL_CAMERAS), 64, 64, 24).groups
+        assert slots == 8  # 3 cameras of 64 x 64: 8 entries per readback
+        first = renderer.render_batch({"qpos": dactyl_states[:2], "seed": 1})
+        same_tile = renderer.render_batch({"qpos": dactyl_states[:2], "seeds": np.array([1, 2]) + 5 * slots})
+        other_tile = renderer.render_batch({"qpos": dactyl_states[:2], "seeds": np.array([77, 99]) * slots + 4})
+    for key in first:
+        if key.startswith("vision_cam"):
+            np.testing.assert_array_equal(first[key], same_tile[key])
+            assert_within_tile_rounding(other_tile[key], first[key], key)
 
 
 def test_entry_renders_the_same_alone_or_in_a_batch(dactyl_all_modalities, dactyl_states):

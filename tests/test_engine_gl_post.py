@@ -9,6 +9,7 @@ normals and segmentation are the same bits whichever path post-processes the col
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import orrb
 from conftest import DACTYL_CAMERAS, dactyl_config
 from orrb.components.base import Component, register
 from orrb.engine import EngineOptions, RenderEngine
+from orrb.engine.gl_post import GLPostProcessor
 
 N = 6  # entries per batch
 FIELDS = ("hue", "saturation", "contrast", "brightness", "temperature", "tint", "bloom_intensity",
@@ -52,12 +54,22 @@ SIZES = {"64px": (64, 64), "128px": (128, 128), "62x50": (62, 50)}
 
 
 def render(config, renderer_config, gl: bool | None, states, n=N, seed0=11, twice=False):
-    """``(path chosen, outputs, outputs of the same batch again or None)`` of a fresh engine."""
-    with RenderEngine(config, renderer_config, options=EngineOptions(gl_post_processing=gl)) as engine:
-        chosen = engine.gl_post_processing
+    """``(tiles the GL passes drew, outputs, outputs of the same batch again or None)`` of a
+    fresh engine; with ``gl=False`` no tile may reach the GL passes."""
+    drawn = []
+    passes = GLPostProcessor._passes
+
+    def counting(self, con, tiles):
+        drawn.append(len(tiles))
+        return passes(self, con, tiles)
+
+    with mock.patch.object(GLPostProcessor, "_passes", counting), \
+            RenderEngine(config, renderer_config, options=EngineOptions(gl_post_processing=gl)) as engine:
         out = engine.render(states[:n], np.arange(seed0, seed0 + n, dtype=np.uint64))
         again = engine.render(states[:n], np.arange(seed0, seed0 + n, dtype=np.uint64)) if twice else None
-    return chosen, out, again
+    if gl is False:
+        assert not drawn, "the GL passes ran with gl_post_processing=False"
+    return sum(drawn), out, again
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,11 +5,12 @@ Parts, each in its own module:
 - ``engine_base``: :class:`~orrb.engine.engine_base.EngineBase`, what every backend shares
   (config, chain, scene facts, ``update``).
 - :class:`RenderEngine` (``render_engine``): the orchestration of a batch on OpenGL.
-- :class:`EngineOptions` (``options``): threads, chunk sizes, readback (never outputs).
+- :class:`EngineOptions` (``options``): threads, chunk sizes, readback (entries per readback
+  moves frames between tiles: edge rounding only; the rest never changes outputs).
 - ``entry_setup``: :class:`~orrb.engine.entry_setup.BaseState`, a frozen snapshot of the
   model's per-entry values, and :class:`~orrb.engine.entry_setup.EntrySetup`, which sets one
   entry up from it.
-- ``camera_scenes``: one ``MjvScene`` per camera, built per entry.
+- ``camera_scenes``: one ``MjvScene`` per camera and entry group, built per entry.
 - ``frames``: :class:`~orrb.engine.frames.FrameReader`, the GL side (tiles, readback,
   depth, segmentation pass), and its :class:`~orrb.engine.frames.TileLayout`.
 - ``image_stage``: the components' ``end_batch`` on chunks of drawn entries.
@@ -17,7 +18,7 @@ Parts, each in its own module:
 - ``compiled_scene``: the compiled model and what derives from it, replaced at once on a rebuild.
 - ``outputs``: a batch's response arrays, allocated from the response layout.
 - ``modalities``: pure array maths (depth in metres, normals, segmentation classes, alpha).
-- ``gl``: low-level GL calls (context class, hardware check, one-blit read).
+- ``gl``: low-level GL calls (context class, hardware check, one-blit read, pixel buffers).
 - ``gl_post``: post-processing as GL shader passes on the drawn tiles before readback
   (``EngineOptions.gl_post_processing``; numpy's ``end_batch`` otherwise).
 - ``warp_backend``: :class:`~orrb.engine.warp_backend.WarpRenderEngine`, the same interface on

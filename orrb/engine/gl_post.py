@@ -240,8 +240,15 @@ class GLPostProcessor:
         self.prepare(con)
         GL = self._gl
         params, grain = self._pack(live)
-        GL.glPushAttrib(GL.GL_ALL_ATTRIB_BITS)
+        # an error flag left by earlier GL calls (MuJoCo's, or another library's) is not ours:
+        # PyOpenGL would raise it on our first call
+        for _ in range(16):
+            if GL.glGetError() == GL.GL_NO_ERROR:
+                break
+        pushed = False
         try:
+            GL.glPushAttrib(GL.GL_ALL_ATTRIB_BITS)
+            pushed = True
             self._upload(params, grain, (con.offWidth, con.offHeight))
             self._resolve(con, live)
             self._passes(con, live)
@@ -251,7 +258,8 @@ class GLPostProcessor:
             for unit in range(5, -1, -1):
                 GL.glActiveTexture(GL.GL_TEXTURE0 + unit)
                 GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-            GL.glPopAttrib()
+            if pushed:
+                GL.glPopAttrib()
             mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, con)  # MuJoCo's bindings back
 
     def prepare(self, con: mujoco.MjrContext) -> None:
@@ -418,6 +426,9 @@ class GLPostProcessor:
                     GL.GL_ALPHA_TEST, GL.GL_SAMPLE_ALPHA_TO_COVERAGE, GL.GL_FRAMEBUFFER_SRGB, GL.GL_DITHER,
                     GL.GL_MULTISAMPLE):
             GL.glDisable(cap)
+        for plane in range(6):  # MuJoCo's user clip planes
+            GL.glDisable(GL.GL_CLIP_PLANE0 + plane)
+        GL.glPolygonMode(GL.GL_FRONT_AND_BACK, GL.GL_FILL)  # MuJoCo leaves GL_LINE after a wireframe render
         GL.glDepthMask(GL.GL_FALSE)
         GL.glColorMask(GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE)
         GL.glBindVertexArray(self._vao)
@@ -477,12 +488,17 @@ class GLPostProcessor:
 def _texture(GL, internal_format: int, width: int, height: int) -> int:
     """A ``width x height`` 2D texture with nearest sampling and no mipmaps (texelFetch only)."""
     tex = int(GL.glGenTextures(1))
-    GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
-    GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
-    GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, GL.GL_NEAREST)
-    GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAX_LEVEL, 0)
-    GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, internal_format, width, height)
-    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    try:
+        GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, GL.GL_NEAREST)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAX_LEVEL, 0)
+        GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, internal_format, width, height)
+    except BaseException:
+        GL.glDeleteTextures([tex])
+        raise
+    finally:
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
     return tex
 
 
@@ -496,29 +512,35 @@ def _framebuffer(GL, color: int, depth: int | None = None, attachment: int = 0) 
     status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
     GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
     if status != GL.GL_FRAMEBUFFER_COMPLETE:
+        GL.glDeleteFramebuffers(1, [fbo])
         raise RuntimeError(f"post-processing framebuffer incomplete (status 0x{int(status):x})")
     return fbo
 
 
 def _program(GL, vertex: str, fragment: str) -> tuple[int, dict[str, int]]:
     """A linked program and its uniforms' locations."""
-    shaders = []
-    for kind, source in ((GL.GL_VERTEX_SHADER, vertex), (GL.GL_FRAGMENT_SHADER, fragment)):
-        shader = GL.glCreateShader(kind)
-        GL.glShaderSource(shader, source)
-        GL.glCompileShader(shader)
-        if not GL.glGetShaderiv(shader, GL.GL_COMPILE_STATUS):
-            log = GL.glGetShaderInfoLog(shader)
-            raise RuntimeError(f"post-processing shader does not compile: {log!r}")
-        shaders.append(shader)
-    program = GL.glCreateProgram()
-    for shader in shaders:
-        GL.glAttachShader(program, shader)
-    GL.glLinkProgram(program)
-    for shader in shaders:
-        GL.glDeleteShader(shader)
-    if not GL.glGetProgramiv(program, GL.GL_LINK_STATUS):
-        raise RuntimeError(f"post-processing program does not link: {GL.glGetProgramInfoLog(program)!r}")
+    shaders, program = [], 0
+    try:
+        for kind, source in ((GL.GL_VERTEX_SHADER, vertex), (GL.GL_FRAGMENT_SHADER, fragment)):
+            shader = GL.glCreateShader(kind)
+            shaders.append(shader)
+            GL.glShaderSource(shader, source)
+            GL.glCompileShader(shader)
+            if not GL.glGetShaderiv(shader, GL.GL_COMPILE_STATUS):
+                raise RuntimeError(f"post-processing shader does not compile: {GL.glGetShaderInfoLog(shader)!r}")
+        program = GL.glCreateProgram()
+        for shader in shaders:
+            GL.glAttachShader(program, shader)
+        GL.glLinkProgram(program)
+        if not GL.glGetProgramiv(program, GL.GL_LINK_STATUS):
+            raise RuntimeError(f"post-processing program does not link: {GL.glGetProgramInfoLog(program)!r}")
+    except BaseException:
+        if program:
+            GL.glDeleteProgram(program)
+        raise
+    finally:
+        for shader in shaders:  # a linked program keeps what it needs
+            GL.glDeleteShader(shader)
     count = GL.glGetProgramiv(program, GL.GL_ACTIVE_UNIFORMS)
     locations = {}
     for i in range(count):

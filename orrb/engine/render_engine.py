@@ -3,9 +3,10 @@
 Per entry: :class:`~orrb.engine.entry_setup.EntrySetup` restores the model to its base
 state, applies the entry's qpos (kinematics only) and runs the component chain with the
 entry's random streams; :class:`~orrb.engine.camera_scenes.CameraScenes` builds every
-camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them side by side into one
-framebuffer and reads them back at once (colour and depth from the same pass), plus a
-segmentation pass when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
+camera's scene; :class:`~orrb.engine.frames.FrameReader` draws them as tiles of one
+framebuffer, several entries per readback (an entry's tile fixed by its seed), and reads a
+chunk of tiles back at once (colour and depth from the same pass), plus a segmentation pass
+when asked for. :class:`~orrb.engine.image_stage.ImageStage` runs the
 image-space components (post-processing) on chunks of drawn entries, unless
 :class:`~orrb.engine.gl_post.GLPostStage` post-processes the tiles on the GPU right before
 their readback (``EngineOptions.gl_post_processing``); the modality maths
@@ -69,11 +70,11 @@ class RenderEngine(EngineBase):
                  options: EngineOptions | None = None):
         # Handles first, so close() is safe whatever fails below.
         self._reader: FrameReader | None = None
+        self._tiles: TileLayout | None = None
         self._closed = False
         self._gl_post_failed = False
         self._workers: dict[str, concurrent.futures.ThreadPoolExecutor] = {}  # "setup", "image"
         super().__init__(config, renderer_config, options)
-        self._tiles = TileLayout.for_cameras(len(config.camera_names), config.image_width, config.image_height)
         try:
             self._build()
         except BaseException:
@@ -84,13 +85,16 @@ class RenderEngine(EngineBase):
     def _build(self) -> None:
         """Compiles the model with every component's structural edits, binds the GL side to it
         and initializes the chain."""
-        cfg = self.config
+        cfg, options = self.config, self._options
+        if self._reader is None:
+            self._reader = FrameReader(cfg.image_width, cfg.image_height, options.one_blit_readback,
+                                       options.pbo_readback)
+            self._reader.post_process = GLPostStage()
+            self._tiles = TileLayout.for_cameras(len(cfg.camera_names), cfg.image_width, cfg.image_height,
+                                                 options.readback_entries(self._reader.hardware))
         compiled = CompiledScene.compile(self._xml_path, self._mapping_path, self._chain, list(cfg.camera_names),
                                          cfg.render_settings, self._tiles)
-        if self._reader is None:
-            self._reader = FrameReader(self._tiles, self._options.one_blit_readback)
-            self._reader.post_process = GLPostStage()
-        self._reader.bind(compiled.model)
+        self._reader.bind(compiled.model, self._tiles)
         self._scene = compiled
         self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
 
@@ -99,6 +103,16 @@ class RenderEngine(EngineBase):
     def gl_hardware(self) -> bool:
         """True when the GL context renders on hardware (not a software rasterizer such as llvmpipe)."""
         return self._reader is not None and self._reader.hardware
+
+    @property
+    def tiles(self) -> TileLayout:
+        """Where frames are drawn: ``tiles.groups`` entries per readback at most."""
+        return self._tiles
+
+    @property
+    def pbo_readback(self) -> bool:
+        """Whether readbacks go through pixel buffer objects (``EngineOptions.pbo_readback``)."""
+        return self._reader is not None and self._reader.pbo
 
     @property
     def one_blit_readback(self) -> bool | None:
@@ -145,7 +159,7 @@ class RenderEngine(EngineBase):
         post = self._reader.post_process
         post.begin(on_gl, batch)
         try:
-            self._draw(n, setup, setup_pool, image, arrays)
+            self._draw(self._tiles.groups_of(seeds), setup, setup_pool, image, arrays)
         finally:
             post.end()
         return arrays.finish(cfg)
@@ -185,9 +199,15 @@ class RenderEngine(EngineBase):
             k += 1
         return image_components[:k]
 
-    def _draw(self, n: int, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
+    def _draw(self, groups: np.ndarray, setup: EntrySetup, setup_pool: concurrent.futures.ThreadPoolExecutor | None,
               image: ImageStage, arrays: BatchOutputs) -> None:
-        """Sets up, draws and reads back every entry, handing drawn entries to the image stage.
+        """Sets up, draws and reads back every entry, handing read entries to the image stage.
+
+        Entry i draws into the tiles of its group ``groups[i]``; when that group already holds
+        an entry of the current chunk, the chunk is read back first (consecutive seeds fill
+        every group before one repeats), while entry i + 1 is set up (the chunk's frames are
+        in the framebuffer, its scenes are needed again only by a segmentation pass, which
+        is then read back before entry i's scenes are built).
 
         Two-stage pipeline: once entry i's scenes are built, the model and data are free, and
         entry i + 1 is set up (its components run) on ``setup_pool`` while entry i draws:
@@ -196,18 +216,26 @@ class RenderEngine(EngineBase):
         same work in the same order as on one thread: outputs are unchanged.
         """
         reader, scene = self._reader, self._scene
-        scenes, names = scene.scenes, list(self.config.camera_names)
+        scenes = scene.scenes
+        n = len(groups)
+        reader.begin(arrays.color, arrays.depth, arrays.segmentation, list(self.config.camera_names),
+                     scene.geom_class)
+        segmenting = bool(arrays.segmentation)
         ahead = error = None
         try:
             if n:
                 setup(0)
             for i in range(n):
-                clip = scenes.build(scene.model, scene.data)
+                group = int(groups[i])
+                full = reader.occupied(group)
+                if full and segmenting:  # the segmentation pass draws the chunk's scenes again
+                    full = self._flush(reader, image)
+                clip = scenes.build(scene.model, scene.data, group)
                 ahead = setup_pool.submit(setup, i + 1) if setup_pool is not None and i + 1 < n else None
                 try:
-                    reader.draw(scenes.scenes, i, clip, arrays.color, arrays.depth, names)
-                    if arrays.segmentation:
-                        reader.segment(scenes.scenes, i, scene.geom_class, arrays.segmentation, names)
+                    if full:  # read the chunk back while entry i + 1 is set up
+                        self._flush(reader, image)
+                    reader.draw(scenes.scenes(group), i, group, clip)
                 finally:
                     if ahead is not None:
                         concurrent.futures.wait([ahead])  # the model is the setup's until it is done
@@ -217,7 +245,8 @@ class RenderEngine(EngineBase):
                         raise error
                 elif i + 1 < n:
                     setup(i + 1)
-                image.entry_done(i)
+            for done in reader.finish():
+                image.entry_done(done)
         except BaseException:
             # nothing may outlive render() (a Ctrl-C can interrupt the wait above), and no local
             # may keep a future or the error: with this frame in the traceback that would make
@@ -227,6 +256,13 @@ class RenderEngine(EngineBase):
             image.drain()
             raise
         image.wait()
+
+    @staticmethod
+    def _flush(reader: FrameReader, image: ImageStage) -> bool:
+        """Reads the current chunk back and hands its read entries to the image stage; False."""
+        for done in reader.flush():
+            image.entry_done(done)
+        return False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _worker(self, name: str) -> concurrent.futures.ThreadPoolExecutor:

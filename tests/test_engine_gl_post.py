@@ -208,3 +208,24 @@ def test_two_post_processors_on_the_gpu_apply_in_chain_order_as_with_numpy(dacty
     _, gpu, _ = render(dactyl_config(), chain, True, dactyl_states, n=3)
     for camera in DACTYL_CAMERAS:
         assert_looks_the_same(gpu[camera], cpu[camera], camera)
+
+
+def test_gpu_path_with_several_entries_per_readback_matches_the_cpu_path(dactyl_states):
+    """Entries tiled into one readback (their tiles fixed by their seeds) are post-processed
+    each with its own draws."""
+    chain = post_config(**EFFECTS["bloom"], **EFFECTS["ambient_occlusion"], **EFFECTS["grading"], **EFFECTS["grain"])
+    config = dactyl_config()
+    drawn = []
+    passes = GLPostProcessor._passes
+
+    def counting(self, con, tiles):
+        drawn.append(len(tiles))
+        return passes(self, con, tiles)
+
+    options = EngineOptions(gl_post_processing=True, entries_per_readback=4)
+    with mock.patch.object(GLPostProcessor, "_passes", counting), RenderEngine(config, chain, options=options) as engine:
+        gpu = engine.render(dactyl_states[:4], np.arange(20, 24, dtype=np.uint64))
+    _, cpu, _ = render(config, chain, False, dactyl_states[:4], n=4, seed0=20)
+    assert max(drawn) > len(DACTYL_CAMERAS), f"no readback held several entries: {drawn}"
+    for camera in DACTYL_CAMERAS:
+        assert_looks_the_same(gpu[camera], cpu[camera], camera)

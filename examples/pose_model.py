@@ -119,10 +119,12 @@ def build_network(cameras: int = 3, width: int = 32, position_mean=(0.0, 0.0, 0.
     return Estimator()
 
 
-def quaternion_loss(pred, true):
-    """Mean of ``min(|p - q|^2, |p + q|^2)`` over a batch of unit quaternions ``[B, 4]``:
-    zero for the same rotation whichever sign either has (= ``2 - 2 |p.q|``)."""
-    return (2 - 2 * (pred * true).sum(dim=1).abs()).mean()
+def quaternion_loss(pred, true, eps: float = 1e-4):
+    """Mean chordal distance ``min(|p - q|, |p + q|)`` between batches of unit quaternions
+    ``[B, 4]``: zero for the same rotation whichever sign either has, and close to half the
+    rotation angle (radians) for small angles, so its gradient does not vanish near the answer
+    (``eps`` keeps the square root differentiable at zero)."""
+    return (2 - 2 * (pred * true).sum(dim=1).abs() + eps).sqrt().mean()
 
 
 def orientation_error_deg(pred: np.ndarray, true: np.ndarray) -> np.ndarray:

@@ -265,7 +265,7 @@ def train(kind: str, chain: str, args, scene: Scene, port_offset: int, torch):
             cube_true = torch.from_numpy(cube) * 2 - 1
             for _ in range(args.repeats):
                 p, q, cube_pred = network.forward_with_cube(x)
-                # position in centimetres (smooth L1), orientation as 2 - 2|p.q| (0..2), and the
+                # position in centimetres (smooth L1), orientation as the chordal distance (0..1.4), and the
                 # auxiliary cube position per image in tenths of the image (smooth L1)
                 p_loss = torch.nn.functional.smooth_l1_loss(p * 100, p_true * 100)
                 q_loss = quaternion_loss(q, q_true)

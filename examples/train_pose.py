@@ -19,12 +19,15 @@ Two copies of the same network, with the same budget:
 Both are tested on fixed sets (their own states and seeds, the same for both models):
 
 - ``dactyl (fixed seeds)``: the training randomization;
-- ``held-out domain``: ``assets/heldout.renderer_config.json`` (an offset left camera,
-  twice the camera jitter, a low coloured two-light rig, other materials, stronger colour
-  grading and grain) with the cube's face colours kept near their calibration (hue within
-  +-0.04 instead of any hue): the faces' colours are how the pose is read, as they were
-  for Dactyl's real cube;
-- ``held-out, any cube colours``: the held-out file as shipped (every face any hue);
+- ``held-out domain``: the appearance of ``assets/heldout.renderer_config.json`` (twice the
+  camera jitter, a low coloured two-light rig, other materials, stronger colour grading and
+  grain), with the cube's face colours kept near their calibration (hue within +-0.04
+  instead of any hue: the faces' colours are how the pose is read, as they were for Dactyl's
+  real cube) and without the file's calibration offset of the left camera;
+- ``held-out, left camera moved``: the same with that offset (the left camera 3-4 cm away
+  and turned ~3 degrees from where training saw it: a calibration error, which shifts that
+  camera's view of the cube by ~5 cm);
+- ``held-out as shipped``: the file as it is (the offset, and every face any hue);
 - ``unrandomized scene``: no randomization.
 
 States: the hand's joints uniform in their relaxed ranges, the cube within
@@ -62,7 +65,8 @@ from pose_model import (PoseModel, build_network, images_to_tensor, orientation_
 
 CAMERAS = ["vision_cam_left", "vision_cam_right", "vision_cam_top"]
 ASSETS = orrb.utils.package_relative_path("assets")
-TEST_SETS = ("dactyl (fixed seeds)", "held-out domain", "held-out, any cube colours", "unrandomized scene")
+TEST_SETS = ("dactyl (fixed seeds)", "held-out domain", "held-out, left camera moved", "held-out as shipped",
+             "unrandomized scene")
 QUICK = {"steps": 150, "repeats": 3, "test_samples": 16, "image_size": 48, "batch_size": 16, "width": 8,
          "workers": 0}
 
@@ -108,18 +112,22 @@ def renderer_configs(out_dir: str) -> dict[str, str]:
         plain.add(spec.type, spec.name, spec.path, **spec.properties)
     plain_path = os.path.join(out_dir, "unrandomized.renderer_config.json")
     plain.save(plain_path)
-    # held-out with the cube's calibrated face colours (hue within +-0.04)
+    # held-out variants: the cube's face colours near their calibration (hue within +-0.04), with
+    # and without the left camera's calibration offset
     with open(heldout) as f:
         doc = json.load(f)
-    kept = copy.deepcopy(doc)
-    for component in kept["components"]:
+    for component in doc["components"]:
         if component["name"] == "cube_face_randomizer":
             component["config"]["floatProperties"]["hue_radius"] = 0.04
-    kept_path = os.path.join(out_dir, "heldout_cube_colours_kept.renderer_config.json")
+    moved_path = os.path.join(out_dir, "heldout_left_camera_moved.renderer_config.json")
+    with open(moved_path, "w") as f:
+        json.dump(doc, f, indent=2)
+    doc["components"] = [c for c in doc["components"] if c["type"] != "CameraCalibrator"]
+    kept_path = os.path.join(out_dir, "heldout_domain.renderer_config.json")
     with open(kept_path, "w") as f:
-        json.dump(kept, f, indent=2)
+        json.dump(doc, f, indent=2)
     return {"randomized": dactyl, "unrandomized": plain_path, TEST_SETS[0]: dactyl, TEST_SETS[1]: kept_path,
-            TEST_SETS[2]: heldout, TEST_SETS[3]: plain_path}
+            TEST_SETS[2]: moved_path, TEST_SETS[3]: heldout, TEST_SETS[4]: plain_path}
 
 
 class Scene:

@@ -96,7 +96,7 @@ def test_train_pose_randomized_model_beats_unrandomized_on_held_out_and_reloads(
     run_example("train_pose.py", "--quick", "--save", "pose.pt", "--out-dir", "tp", cwd=tmp_path)
     results = json.loads((tmp_path / "tp" / "train_pose_results.json").read_text())
     errors = results["errors"]
-    assert len(errors) == 8  # 2 models x 4 test sets
+    assert len(errors) == 10  # 2 models x 5 test sets
     held = {kind: errors[f"{kind} on held-out domain"] for kind in ("randomized", "unrandomized")}
     assert held["randomized"]["position_mm"]["mean"] < held["unrandomized"]["position_mm"]["mean"], held
     for e in errors.values():

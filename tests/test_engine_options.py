@@ -68,6 +68,7 @@ def test_entries_per_readback_default_to_all_that_fit_on_hardware_one_on_softwar
     monkeypatch.setenv(ENTRIES_PER_READBACK_ENV, "6")
     assert EngineOptions().readback_entries(hardware=False) == 6
     assert EngineOptions(entries_per_readback=2).readback_entries(hardware=True) == 2
-    monkeypatch.setenv(ENTRIES_PER_READBACK_ENV, "many")
-    with pytest.raises(ValueError, match=f"{ENTRIES_PER_READBACK_ENV} must be an int >= 1, got 'many'"):
-        EngineOptions().readback_entries(hardware=True)
+    for bad in ("many", "0", "3_0", "+5", "\u0663"):  # the last: ARABIC-INDIC DIGIT THREE
+        monkeypatch.setenv(ENTRIES_PER_READBACK_ENV, bad)
+        with pytest.raises(ValueError, match=f"{ENTRIES_PER_READBACK_ENV} must be an int >= 1, got {bad!r}"):
+            EngineOptions().readback_entries(hardware=True)

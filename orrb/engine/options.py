@@ -106,13 +106,10 @@ class EngineOptions:
             return self.entries_per_readback
         text = os.environ.get(ENTRIES_PER_READBACK_ENV, "").strip()
         if text:
-            try:
-                value = int(text)
-            except ValueError:
-                value = 0
-            if value < 1:
+            # ASCII digits only: int() would also take "3_0", "+5" or other scripts' digits
+            if not (text.isascii() and text.isdigit()) or int(text) < 1:
                 raise ValueError(f"{ENTRIES_PER_READBACK_ENV} must be an int >= 1, got {text!r}")
-            return value
+            return int(text)
         return None if hardware else 1
 
     def chunk_entries(self, width: int, height: int, hardware: bool) -> int:

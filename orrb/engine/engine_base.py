@@ -53,7 +53,8 @@ class EngineBase(abc.ABC):
         config: what to render (cameras, size, modalities, scene files, render settings).
         renderer_config: the component chain; defaults to ``config.renderer_config_path``
             (none when that is unset).
-        options: how to schedule the work (:class:`EngineOptions`; outputs never depend on it).
+        options: how to schedule the work (:class:`EngineOptions`; only its tiling of entries and
+            its post-processing path can change output bits, by rounding).
 
     Raises:
         TypeError: ``config`` or ``options`` of the wrong kind.

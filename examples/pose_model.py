@@ -3,9 +3,10 @@
 The network sees three cameras (``vision_cam_left``, ``vision_cam_right``,
 ``vision_cam_top`` of orrb's Dactyl scene). Each image goes through the same
 convolutional tower (shared weights); a tower ends in a spatial soft-argmax (where each
-feature peaks: image coordinates) and a feature vector pooled where an attention map
-peaks (what the cube looks like). Keypoint 0 is trained to sit on the cube (on the
-renderer's tracker labels, an auxiliary loss) and is one of the pooling maps. The three cameras' features are concatenated, in
+feature peaks: image coordinates), feature vectors pooled where attention maps peak (what
+the cube looks like) and a coarse 4x4 grid of features (which face lies beside which).
+Keypoint 0 is trained to sit on the cube (on the renderer's tracker labels, an auxiliary
+loss) and is one of the pooling maps. The three cameras' features are concatenated, in
 camera order, and two heads regress:
 
 - the cube's position in the world frame, metres (``float32 [B, 3]``);
@@ -18,7 +19,10 @@ Using a trained model needs only this file and torch::
     model = load_pose_model("pose.pt")
     position, quaternion = model.predict({name: images[name] for name in model.camera_names})
 
-``images[name]`` is ``uint8 [B, H, W, 3]`` at any size (resized to ``model.image_size``).
+``images[name]`` is ``uint8 [B, H, W, 3]`` at any size. The network sees a square window
+of each camera's image around where the cube rests (``model.windows``, fractions of the
+image, so the same part of the view at any size), resized to ``model.input_size``: at the
+default, the middle half of a 128 px render, so the cube covers about 30 px of a 64 px input.
 ``examples/train_pose.py`` trains and saves such a model (``--save``).
 """
 
@@ -28,11 +32,11 @@ import os
 
 import numpy as np
 
-__all__ = ["PoseModel", "build_network", "load_pose_model", "orientation_error_deg", "position_error_mm",
-           "quaternion_loss"]
+__all__ = ["PoseModel", "build_network", "camera_windows", "load_pose_model", "orientation_error_deg",
+           "position_error_mm", "quaternion_loss"]
 
-# Saved-file format version: bump when the network's layout changes.
-FORMAT = 1
+# Saved-file format version: bump when the network's layout or the saved fields change.
+FORMAT = 2
 
 
 def _torch():
@@ -75,7 +79,10 @@ def build_network(cameras: int = 3, width: int = 32, position_mean=(0.0, 0.0, 0.
                 *conv(w, 2 * w, stride=2), *conv(2 * w, 2 * w), *conv(2 * w, 4 * w, stride=2), *conv(4 * w, 4 * w))
             self.keypoints = nn.Conv2d(4 * w, 2 * w, 1)  # one heat map per keypoint; map 0 is the cube
             self.attention = nn.Conv2d(4 * w, 3, 1)  # three more places to pool appearance from
-            self.features = 2 * (2 * w) + 4 * (4 * w)
+            # where what is in the window, on a coarse 4x4 grid (which face is beside which)
+            self.layout = nn.Sequential(nn.Conv2d(4 * w, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                                        nn.AdaptiveAvgPool2d(4), nn.Flatten())
+            self.features = 2 * (2 * w) + 4 * (4 * w) + 16 * w
 
         def forward(self, x):
             """``[N, 3, S, S]`` -> ``(features [N, F], cube [N, 2])``: the cube's image position
@@ -88,7 +95,7 @@ def build_network(cameras: int = 3, width: int = 32, position_mean=(0.0, 0.0, 0.
             px, py = heat @ xs.repeat(h), heat @ ys.repeat_interleave(w_)  # row-major maps: [N, K] each
             att = torch.cat([heat[:, :1], torch.softmax(self.attention(f).flatten(2), dim=2)], dim=1)
             pooled = torch.bmm(att, f.flatten(2).transpose(1, 2)).flatten(1)  # [N, 4 * c]: what the cube looks like
-            return torch.cat([px, py, pooled], dim=1), torch.stack([px[:, 0], py[:, 0]], dim=1)
+            return torch.cat([px, py, pooled, self.layout(f)], dim=1), torch.stack([px[:, 0], py[:, 0]], dim=1)
 
     class Estimator(nn.Module):
         def __init__(self):
@@ -143,14 +150,24 @@ class PoseModel:
 
     Attributes:
         camera_names: the cameras, in the order the network expects them.
-        image_size: the square size (px) the network was trained at; other sizes are resized.
+        image_size: the square size (px) of the renders the network was trained on.
+        windows: per camera, in ``camera_names`` order, the square window ``(x0, y0, size)``
+            the network sees, as fractions of the image width and height (``(0, 0, 1)``: the
+            whole image).
+        input_size: the square size (px) each window is resized to for the network.
         network: the ``torch.nn.Module`` (in eval mode).
     """
 
-    def __init__(self, network, camera_names: list[str], image_size: int):
+    def __init__(self, network, camera_names: list[str], image_size: int,
+                 windows: list[tuple[float, float, float]] | None = None, input_size: int | None = None):
         self.network = network.eval()
         self.camera_names = list(camera_names)
         self.image_size = int(image_size)
+        self.windows = [tuple(float(v) for v in w) for w in (windows or [(0.0, 0.0, 1.0)] * len(self.camera_names))]
+        if len(self.windows) != len(self.camera_names):
+            raise ValueError(f"got {len(self.windows)} windows for {len(self.camera_names)} cameras; expected one "
+                             f"per camera")
+        self.input_size = int(input_size or self.image_size)
 
     def predict(self, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Cube pose from one image per camera.
@@ -182,7 +199,7 @@ class PoseModel:
         positions, quaternions = [], []
         with torch.no_grad():
             for start in range(0, arrays[0].shape[0], batch_size):
-                x = images_to_tensor([a[start:start + batch_size] for a in arrays], self.image_size)
+                x = images_to_tensor([a[start:start + batch_size] for a in arrays], self.input_size, self.windows)
                 p, q = self.network(x)
                 positions.append(p.numpy())
                 quaternions.append(q.numpy())
@@ -196,16 +213,38 @@ class PoseModel:
         torch = _torch()
         net = self.network
         torch.save({"format": FORMAT, "camera_names": self.camera_names, "image_size": self.image_size,
+                    "windows": [list(w) for w in self.windows], "input_size": self.input_size,
                     "width": net.tower.trunk[0].out_channels,
                     "state_dict": net.state_dict(), "extra": dict(extra)}, os.fspath(path))
 
 
-def images_to_tensor(per_camera: list[np.ndarray], size: int):
-    """``[uint8 [B, H, W, 3]] * cameras`` -> ``float32 [B, cameras, 3, size, size]`` in [0, 1]
-    (bilinear resize with antialiasing when ``H, W`` differ from ``size``)."""
+def camera_windows(centres: np.ndarray, fraction: float, image_size: int) -> list[tuple[float, float, float]]:
+    """Square windows ``(x0, y0, size)`` (fractions of the image) of ``fraction`` of the image
+    around ``centres`` (``[cameras, 2]``, x right, y down, in [0, 1]), kept inside the image
+    and snapped to whole pixels of an ``image_size`` image (so a render of that size is cropped
+    exactly, without resampling)."""
+    pixels = int(round(fraction * image_size))
+    if not 8 <= pixels <= image_size:
+        raise ValueError(f"a window of {fraction} of {image_size} px is {pixels} px; expected 8..{image_size}")
+    corner = np.clip(np.rint(np.asarray(centres, np.float64) * image_size - pixels / 2), 0, image_size - pixels)
+    return [(float(x) / image_size, float(y) / image_size, pixels / image_size) for x, y in corner]
+
+
+def images_to_tensor(per_camera: list[np.ndarray], size: int, windows=None):
+    """``[uint8 [B, H, W, 3]] * cameras`` -> ``float32 [B, cameras, 3, size, size]`` in [0, 1].
+
+    Each camera's image is cut to its window ``(x0, y0, w)`` of ``windows`` (fractions of
+    the image; ``None``: the whole image), then resized (bilinear, with antialiasing) when
+    the window is not ``size`` pixels square."""
     torch = _torch()
     tensors = []
-    for a in per_camera:
+    for i, a in enumerate(per_camera):
+        if windows is not None:
+            x0, y0, w = windows[i]
+            height, width = a.shape[1:3]
+            rows = slice(int(round(y0 * height)), int(round(y0 * height)) + max(1, int(round(w * height))))
+            cols = slice(int(round(x0 * width)), int(round(x0 * width)) + max(1, int(round(w * width))))
+            a = a[:, rows, cols]
         t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div_(255.0)
         if t.shape[2:] != (size, size):
             t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
@@ -236,7 +275,8 @@ def load_pose_model(path: str | os.PathLike) -> PoseModel:
     network = build_network(len(saved["camera_names"]), int(saved["width"]),
                             state["position_mean"].tolist(), float(state["position_scale"]))
     network.load_state_dict(state)
-    return PoseModel(network, saved["camera_names"], saved["image_size"])
+    return PoseModel(network, saved["camera_names"], saved["image_size"], [tuple(w) for w in saved["windows"]],
+                     saved["input_size"])
 
 
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:

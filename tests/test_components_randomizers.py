@@ -128,3 +128,13 @@ def test_material_randomizer_textures_switch_without_upload(make_dactyl_config, 
     assert reps.min() >= 0.4 and reps.max() <= 4.0
     np.testing.assert_array_equal(a["m_color"], b["m_color"])  # same draws, textures on top
     assert np.abs(a[CAM].astype(int) - b[CAM]).mean() > 0.5
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_post_processing_works_on_images_smaller_than_its_blocks(size, make_dactyl_config, dactyl_states):
+    # bloom and ambient occlusion work on 4x4 blocks; a smaller image is one block
+    rc = chain(("PostProcessingRandomizer", "post", {"bloom_min_intensity": 5.0, "bloom_max_intensity": 5.0}))
+    out = render(make_dactyl_config, dactyl_states, rc, image_width=size, image_height=size)
+    bare = render(make_dactyl_config, dactyl_states, chain(), image_width=size, image_height=size)
+    assert out[CAM].shape == (2, size, size, 3)
+    assert not np.array_equal(out[CAM], bare[CAM])

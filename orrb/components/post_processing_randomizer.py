@@ -382,12 +382,13 @@ def block_sizes(h: int, w: int) -> tuple[int, int, int, int]:
     """The block grid the effects work on for ``h x w`` images.
 
     Returns:
-        ``(f, fb, r_ao, r_bloom)``: ambient occlusion's block size (pixels), bloom's (``2 f``
+        ``(f, fb, r_ao, r_bloom)``: ambient occlusion's block size (4 pixels, or the smaller
+        side of an image smaller than that), bloom's (``2 f``
         on images of at least ``32 f`` pixels whose sides are multiples of it, else ``f``),
         the crease detector's neighbour distance in ``f`` blocks and the narrow bloom blur's
         radius in ``fb`` blocks (the wide blur's is 3 times that).
     """
-    f = _DOWN
+    f = min(_DOWN, h, w)  # images smaller than a block are one block
     fb = 2 * f if (h % (2 * f) == 0 and w % (2 * f) == 0 and min(h, w) >= 32 * f) else f
     return f, fb, max(1, round(min(h, w) / f / 25)), max(1, round(min(h, w) / fb / 25))
 

@@ -35,16 +35,18 @@ def main(argv=None) -> None:
     states = dactyl_states(args.states)
     full_config = dactyl_config(args.size, "dactyl.renderer_config.json")
     plain_config = dactyl_config(args.size)
-    renderers = {
-        "full chain, GL passes": orrb.LocalRenderer(full_config, engine_options=EngineOptions(gl_post_processing=True)),
-        "full chain, numpy": orrb.LocalRenderer(full_config, engine_options=EngineOptions(gl_post_processing=False)),
-        "post-processing only, GL passes": orrb.LocalRenderer(
-            plain_config, POST_ONLY, engine_options=EngineOptions(gl_post_processing=True)),
-        "post-processing only, numpy": orrb.LocalRenderer(
-            plain_config, POST_ONLY, engine_options=EngineOptions(gl_post_processing=False)),
-        "no components": orrb.LocalRenderer(plain_config),
+    variants_to_build = {
+        "full chain, GL passes": (full_config, None, True),
+        "full chain, numpy": (full_config, None, False),
+        "post-processing only, GL passes": (plain_config, POST_ONLY, True),
+        "post-processing only, numpy": (plain_config, POST_ONLY, False),
+        "no components": (plain_config, None, None),
     }
+    renderers: dict[str, orrb.LocalRenderer] = {}
     try:
+        # inside the try: a renderer that fails to start closes the ones already started
+        for name, (config, chain, gl) in variants_to_build.items():
+            renderers[name] = orrb.LocalRenderer(config, chain, engine_options=EngineOptions(gl_post_processing=gl))
         cpu: dict[str, list[float]] = {name: [] for name in renderers}
 
         def timed(name, renderer):

@@ -40,6 +40,7 @@ import time
 from typing import Any
 
 from orrb.config import RemoteRendererConfig, RendererConfig
+from orrb.engine.options import ENTRIES_PER_READBACK_ENV
 from orrb.errors import RendererError
 from orrb.extras import import_optional
 from orrb.pool.client import RemoteRenderer
@@ -104,7 +105,8 @@ class _RenderServerActor:
         logging.getLogger("orrb.pool.server").info("Ray actor %s of %r listening on %s; %s", index, name, address,
                                                    device_line)
         self._info = {"address": address, "node_id": ray.get_runtime_context().get_node_id(), "host": host,
-                      "pid": os.getpid(), "gpu_ids": gpu_ids, "device": device_line, "log_file": log_file}
+                      "pid": os.getpid(), "gpu_ids": gpu_ids, "device": device_line, "log_file": log_file,
+                      "entries_per_readback": os.environ.get(ENTRIES_PER_READBACK_ENV)}
         self._thread = threading.Thread(target=self._serve, name="orrb-render-server", daemon=True)
         self._thread.start()
 
@@ -115,7 +117,8 @@ class _RenderServerActor:
             self.server.close()
 
     def info(self) -> dict[str, Any]:
-        """``address`` (``tcp://host:port``), ``node_id``, ``host``, ``pid``, ``gpu_ids``, ``device``, ``log_file``."""
+        """``address`` (``tcp://host:port``), ``node_id``, ``host``, ``pid``, ``gpu_ids``, ``device``, ``log_file``
+        and ``entries_per_readback`` (the actor's ``ORRB_ENTRIES_PER_READBACK``, or None)."""
         return dict(self._info)
 
     def wait(self) -> int:
@@ -221,12 +224,15 @@ class RayRenderer(RemoteRenderer):
                     f"{ray.available_resources()}")
             secret = self._secret.encode() if isinstance(self._secret, str) else self._secret
             actor_class = ray.remote(_RenderServerActor)
+            # the engine settings a spawned pool's servers inherit from this process's environment
+            env = {k: os.environ[k] for k in (ENTRIES_PER_READBACK_ENV,) if k in os.environ}
             for i in range(self.num_servers):
                 self._actors.append(actor_class.options(
                     num_cpus=self.cpus_per_server, num_gpus=self.gpus_per_server, resources=self.resources or None,
                     max_restarts=self.max_restarts, max_task_retries=0, max_concurrency=4,
                     name=None, lifetime=None,  # owned by this driver: gone when it is
                     scheduling_strategy=PlacementGroupSchedulingStrategy(self._placement_group, i),
+                    runtime_env={"env_vars": env} if env else None,
                 ).remote(self.name, i, secret, self._token))
             try:
                 self._infos = ray.get([a.info.remote() for a in self._actors], timeout=self.start_timeout)

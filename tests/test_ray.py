@@ -153,6 +153,20 @@ def test_killed_actor_is_restarted_and_all_20_batches_in_flight_complete_correct
     assert_same(renderer.render_batch({"qpos": dactyl_states[:8], "seed": 3}), reference[3])
 
 
+def test_actors_inherit_the_drivers_entries_per_readback_and_render_as_a_local_renderer_with_it(
+        cluster, dactyl_states, monkeypatch):
+    from orrb.engine import EngineOptions
+
+    monkeypatch.setenv("ORRB_ENTRIES_PER_READBACK", "3")
+    with RayRenderer("test-ray-env", small_config(), 1, timeout=10, connect_timeout=5) as renderer:
+        infos = ray.get([actor.info.remote() for actor in renderer.actors])
+        result = renderer.render_batch({"qpos": dactyl_states[:8], "seed": 5})
+    assert [info["entries_per_readback"] for info in infos] == ["3"]
+    monkeypatch.delenv("ORRB_ENTRIES_PER_READBACK")
+    with orrb.LocalRenderer(small_config(), engine_options=EngineOptions(entries_per_readback=3)) as local:
+        assert_same(result, local.render_batch({"qpos": dactyl_states[:8], "seed": 5}))
+
+
 def test_shutdown_leaves_no_actor_and_no_server_process(cluster, dactyl_states):
     renderer = RayRenderer("test-ray-shutdown", small_config(), 2)
     renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})

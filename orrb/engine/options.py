@@ -59,7 +59,8 @@ class EngineOptions:
             not yet measured on one), 1 on a software rasterizer (llvmpipe, where several
             entries per readback measured no faster: 0.93-1.09x); the
             environment variable ``ORRB_ENTRIES_PER_READBACK``, when set, replaces that
-            default (render servers of a pool take default options and inherit it).
+            default (render servers of a pool and a ``RayRenderer``'s actors take default options and
+            inherit it).
         pbo_readback: read back through pixel buffer objects: a chunk's readback is started,
             the next chunk drawn, then the first fetched (the same bits). None: on hardware
             GL (chosen for the GPU's asynchronous readback, not yet measured on one), off on a

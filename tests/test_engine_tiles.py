@@ -113,3 +113,19 @@ def test_cameras_beyond_the_tile_limits_wrap_into_later_readbacks_with_either_re
     for key, value in plain.items():
         np.testing.assert_array_equal(pbo[key], value, err_msg=key)
     assert all(plain[camera].std() > 10 for camera in DACTYL_CAMERAS)
+
+
+@pytest.mark.parametrize("cameras", [1, 3, 5])
+def test_tile_layouts_stay_within_the_pixel_and_framebuffer_limits(cameras):
+    from orrb.engine.frames import TileLayout
+
+    for width in range(16, 1100, 24):
+        for height in range(16, 700, 24):
+            for entries in (1, 2, 4, None):
+                t = TileLayout.for_cameras(cameras, width, height, entries)
+                fb_width, fb_height = t.framebuffer
+                where = f"{cameras} cameras of {width}x{height}, entries {entries}: {t.cols}x{t.rows} tiles"
+                assert t.cols * t.rows == 1 or fb_width * fb_height <= 2**20, where
+                assert t.cols * t.rows == 1 or (fb_width <= 4096 and fb_height <= 2048), where
+                assert t.groups >= 1 and t.groups * t.per_group <= t.cols * t.rows, where
+                assert entries is None or t.groups <= entries, where

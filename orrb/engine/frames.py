@@ -66,12 +66,18 @@ class TileLayout:
         """
         limit = max(1, min(_MAX_TILES, _TILE_PIXELS // (width * height)))
         groups = max(1, limit // cameras if entries is None else min(entries, limit // cameras))
-        slots = max(1, min(cameras * groups, limit))
         max_cols, max_rows = max(1, _MAX_TILED_WIDTH // width), max(1, _MAX_TILED_HEIGHT // height)
-        cols = max(1, min(slots, max_cols))
-        if groups > 1:  # the fewest unused slots (a full chunk reads no unused tile), then the fewest rows
-            cols = min(range(1, cols + 1), key=lambda k: (-(-slots // k) > max_rows, k * -(-slots // k) - slots, -k))
-        rows = max(1, min(-(-slots // cols), max_rows))
+        while True:
+            slots = max(1, min(cameras * groups, limit))
+            cols = max(1, min(slots, max_cols))
+            if groups > 1:  # the fewest unused slots (a full chunk reads no unused tile), then the fewest rows
+                cols = min(range(1, cols + 1),
+                           key=lambda k: (-(-slots // k) > max_rows, k * -(-slots // k) - slots, -k))
+            # rows within the framebuffer and, with the unused tiles of the last row, the pixel budget
+            rows = max(1, min(-(-slots // cols), max_rows, limit // cols))
+            if groups == 1 or cols * rows >= cameras * groups:
+                break
+            groups -= 1  # the groups do not fit the budget on any grid: one fewer
         groups = max(1, min(groups, cols * rows // cameras))
         return cls(width, height, cols, rows, groups, cameras if groups > 1 else cols * rows)
 

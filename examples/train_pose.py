@@ -45,7 +45,7 @@ on held-out images and, with ``--save``, the randomized model (load it with
 ``pose_model.load_pose_model``).
 
 Usage:
-    python examples/train_pose.py --save pose.pt         # defaults: about 45 min on 2 cores
+    python examples/train_pose.py --save pose.pt         # defaults: about 35 min on 2 cores
     python examples/train_pose.py --quick                # about a minute: a smoke test
 """
 
@@ -114,10 +114,12 @@ def parse_args(argv=None):
 # -- data ------------------------------------------------------------------------------------------
 # The ``wide`` training randomization: the Dactyl chain with these properties changed, per component.
 # Colour grading, light colours, grain and the cube's materials vary more than in the Dactyl chain,
-# so that a model cannot lean on exact colours; most ranges stay short of the held-out chain's
-# extremes (grain up to 0.1 against 0.12, the cube's face hue within 0.03 against 0.04, its
-# saturation and value within 0.25 against 0.3, glossiness up to 0.7 against 0.8), and the lighting
-# rig, the other materials and the camera jitter stay the Dactyl chain's.
+# so that a model cannot lean on exact colours: the red, orange and yellow faces are only 25-30
+# degrees of hue apart. The colour grading and light colours cover the held-out chain's; the grain
+# and the cube's materials stay short of its extremes (grain up to 0.1 against 0.12, the faces' hue
+# within 0.03 against 0.04, saturation and value within 0.25 against 0.3, glossiness up to 0.7
+# against 0.8), and the lighting rig, the other materials and the camera jitter stay the Dactyl
+# chain's.
 WIDE = {
     "post_processing_randomizer": {
         "floatProperties": {"cg_min_hue_shift": -30.0, "cg_max_hue_shift": 30.0,
@@ -170,7 +172,8 @@ def renderer_configs(out_dir: str, train_randomization: str = "wide") -> dict[st
     kept_path = os.path.join(out_dir, "heldout_domain.renderer_config.json")
     with open(kept_path, "w") as f:
         json.dump(doc, f, indent=2)
-    return {"randomized": wide_path if train_randomization == "wide" else dactyl, "unrandomized": plain_path, TEST_SETS[0]: dactyl, TEST_SETS[1]: kept_path,
+    return {"randomized": wide_path if train_randomization == "wide" else dactyl, "unrandomized": plain_path,
+            TEST_SETS[0]: dactyl, TEST_SETS[1]: kept_path,
             TEST_SETS[2]: moved_path, TEST_SETS[3]: heldout, TEST_SETS[4]: plain_path}
 
 

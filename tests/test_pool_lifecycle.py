@@ -85,7 +85,10 @@ def test_server_told_to_stop_is_neither_a_failure_nor_restarted(dactyl_states, c
 def test_interrupted_program_stops_its_servers_within_two_seconds_without_restart_messages():
     port = free_base_port(2)
     script = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
+        # Ctrl-C raises KeyboardInterrupt, as in a program started from a terminal (a parent that
+        # ignores SIGINT, such as a shell's background job, would otherwise pass that on)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import numpy as np
         import orrb

@@ -35,8 +35,9 @@ class EngineOptions:
             engine's "setup" worker thread while entry ``i`` draws. False: in the render thread.
         image_overlap: run the image stage (components' ``end_batch``, e.g. post-processing)
             on the engine's "image" worker thread while later entries draw. False: in the
-            render thread, as each chunk is drawn. The last chunk always runs in the render
-            thread (it overlaps nothing).
+            render thread, as each chunk is drawn (with ``setup_ahead``, the setup thread may
+            meanwhile set the next entry up; the image stage touches no model or data). The
+            last chunk always runs in the render thread (it overlaps no drawing).
         image_chunk_pixels: size of an image-stage chunk, in pixels per camera (a chunk holds
             ``max(1, image_chunk_pixels // (W * H))`` entries). None: 640,000 when the GL
             context renders on hardware, 160,000 on a software rasterizer (llvmpipe).

@@ -114,7 +114,7 @@ def parse_args(argv=None):
 # -- data ------------------------------------------------------------------------------------------
 # The ``wide`` training randomization: the Dactyl chain with these properties changed, per component.
 # Colour grading, light colours, grain and the cube's materials vary more than in the Dactyl chain,
-# so that a model cannot lean on exact colours: the red, orange and yellow faces are only 25-30
+# so that a model cannot lean on exact colours: the red, orange and yellow faces are only 23-30
 # degrees of hue apart. The colour grading and light colours cover the held-out chain's; the grain
 # and the cube's materials stay short of its extremes (grain up to 0.1 against 0.12, the faces' hue
 # within 0.03 against 0.04, saturation and value within 0.25 against 0.3, glossiness up to 0.7

@@ -174,7 +174,9 @@ class PoseModel:
 
         Args:
             images: ``{camera name: uint8 [B, H, W, 3]}`` for every name of
-                ``camera_names`` (other keys are ignored); any ``H, W``.
+                ``camera_names`` (other keys are ignored); any size. Square images show
+                what training saw; other shapes are cut at the same fractions of their
+                width and height and stretched to a square.
             batch_size: samples per forward pass.
 
         Returns:

@@ -43,6 +43,34 @@ def valid_messages(asset_dir: str) -> list[list[bytes]]:
     return [[bytes(f) for f in m] for m in out]
 
 
+def mutated_messages(valid: list[bytes], headers: list[dict], count: int, rng: np.random.Generator,
+                     token: str | None = None) -> list[list[bytes]]:
+    """``count`` multipart messages made from one valid message's frames and near-valid headers,
+    six kinds in turn: random frames; the valid message with one frame cut short; its first
+    frames only; a near-valid header with stray frames; a near-valid header alone; a run of
+    ``{`` (deeply nested JSON). With ``token``, every other near-valid header carries it."""
+    messages = []
+    for i in range(count):
+        choice = i % 6
+        if choice == 0:
+            frames = [rng.bytes(int(rng.integers(0, 200))) for _ in range(int(rng.integers(1, 5)))]
+        elif choice == 1:
+            frames = list(valid)
+            k = int(rng.integers(len(frames)))
+            frames[k] = frames[k][: int(rng.integers(0, len(frames[k]) + 1))]
+        elif choice == 2:
+            frames = valid[: int(rng.integers(1, len(valid) + 1))]
+        elif choice in (3, 4):
+            header = dict(headers[i % len(headers)], **({"token": token} if token and (i // 6) % 2 else {}))
+            frames = [json.dumps(header).encode()]
+            if choice == 3:
+                frames += [b"\0" * 16] * int(rng.integers(0, 3))
+        else:
+            frames = [b"{" * int(rng.integers(1, 5000))]
+        messages.append(frames)
+    return messages
+
+
 def fuzz_messages(asset_dir: str, count: int, seed: int) -> list[list[bytes]]:
     rng = np.random.default_rng(seed)
     valid = [bytes(f) for f in wire.encode(wire.Kind.RENDER, {"id": 5}, {"qpos": QPOS, "seeds": SEEDS})]
@@ -62,25 +90,7 @@ def fuzz_messages(asset_dir: str, count: int, seed: int) -> list[list[bytes]]:
         {"v": v, "type": "nonsense", "id": 9},
         {"v": v, "type": 7},
     ]
-    messages = []
-    for i in range(count):
-        choice = i % 6
-        if choice == 0:
-            frames = [rng.bytes(int(rng.integers(0, 200))) for _ in range(int(rng.integers(1, 5)))]
-        elif choice == 1:
-            frames = list(valid)
-            k = int(rng.integers(len(frames)))
-            frames[k] = frames[k][: int(rng.integers(0, len(frames[k]) + 1))]
-        elif choice == 2:
-            frames = valid[: int(rng.integers(1, len(valid) + 1))]
-        elif choice == 3:
-            frames = [json.dumps(near[i % len(near)]).encode()] + [b"\0" * 16] * int(rng.integers(0, 3))
-        elif choice == 4:
-            frames = [json.dumps(near[i % len(near)]).encode()]
-        else:
-            frames = [b"{" * int(rng.integers(1, 5000))]
-        messages.append(frames)
-    return messages
+    return mutated_messages(valid, near, count, rng)
 
 
 def main() -> int:

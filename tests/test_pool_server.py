@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from orrb.errors import RendererError
 from orrb.pool.server import build_parser, main
 from orrb.pool.wire import curve_keys, is_loopback_address
 
+from pool_intruder import mutated_messages
 from test_pool import _alive, free_base_port, small_config
 
 
@@ -117,21 +117,7 @@ def test_server_answers_every_random_truncated_and_near_valid_message_and_keeps_
             {"v": v, "type": 7},
         ]
         sent = 0
-        for i in range(3000):
-            choice = i % 5
-            if choice == 0:
-                frames = [rng.bytes(int(rng.integers(0, 200))) for _ in range(int(rng.integers(1, 5)))]
-            elif choice == 1:
-                frames = list(valid)
-                k = int(rng.integers(len(frames)))
-                frames[k] = frames[k][: int(rng.integers(0, len(frames[k]) + 1))]
-            elif choice == 2:
-                frames = valid[: int(rng.integers(1, len(valid) + 1))]
-            elif choice == 3:  # near-valid, half of them with the right token
-                header = dict(headers[i % len(headers)], **({"token": token} if i % 2 else {}))
-                frames = [json.dumps(header).encode()] + [b"\0" * 16] * int(rng.integers(0, 3))
-            else:
-                frames = [b"{" * int(rng.integers(1, 5000))]
+        for frames in mutated_messages(valid, headers, 3000, rng, token=token):  # half the near-valid ones with the token
             fuzz.send_multipart(frames)
             sent += 1
         replies, kinds = 0, set()

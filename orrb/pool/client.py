@@ -351,6 +351,11 @@ class RemoteRenderer(RendererBase):
         self._drain = exc_type is None
         self.shutdown()
 
+    def _shutdown_now(self) -> None:
+        """Shuts down without finishing the batches in flight (their callers get an error)."""
+        self._drain = False
+        self.shutdown()
+
     def _shutdown(self) -> None:
         self._stop(self._drain)
 
@@ -383,8 +388,7 @@ class RemoteRenderer(RendererBase):
             warnings.warn(f"RemoteRenderer {self.name!r} was not shut down; call shutdown() or use it as a "
                           "context manager", ResourceWarning, stacklevel=2)
             try:
-                self._drain = False
-                self.shutdown()
+                self._shutdown_now()
             except Exception:
                 pass
 
@@ -725,7 +729,6 @@ def _shutdown_all() -> None:
     # at exit nobody waits for a batch in flight: stop at once
     for renderer in list(_live_renderers):
         try:
-            renderer._drain = False
-            renderer.shutdown()
+            renderer._shutdown_now()
         except Exception:
             pass

@@ -605,6 +605,28 @@ def test_every_component_property_gets_a_control_and_the_shipped_configs_are_wit
             assert range_errors(spec.type, values) == {}, (name, spec.name)
 
 
+def test_every_number_property_declares_its_range_and_its_default_lies_within_it():
+    from orrb.components.base import registry
+    from orrb.components.properties import prop, property_specs
+
+    for type_name, cls in registry().items():
+        for spec in property_specs(cls.Properties).values():
+            if spec.kind not in ("int", "float"):
+                assert (spec.low, spec.high, spec.span) == (None, None, None), (type_name, spec.name)
+                continue
+            assert spec.span is not None, f"{type_name}.{spec.name} declares no span"
+            lo, hi = spec.span
+            assert lo <= spec.default <= hi, (type_name, spec.name, spec.span, spec.default)
+            if spec.low is not None:
+                assert spec.low <= lo and (spec.default > spec.low or not spec.low_open), (type_name, spec.name)
+            if spec.high is not None:
+                assert hi <= spec.high, (type_name, spec.name)
+    with pytest.raises(TypeError, match="only int and float properties"):
+        prop("a", "a string", low=0.0)
+    with pytest.raises(TypeError, match="lo < hi"):
+        prop(1.0, "a number", span=(2.0, 1.0))
+
+
 @pytest.mark.parametrize("component, prop, value, message", [
     ("light_randomizer", "min_light_intensity", 9.0, "min_light_intensity (9) must be <= max_light_intensity (5)"),
     ("cube_face_randomizer", "min_saturation", 1.5, "min_saturation must be <= 1 and >= 0, got 1.5"),

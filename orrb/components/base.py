@@ -378,8 +378,11 @@ class Component:
 
     @classmethod
     def describe(cls) -> str:
-        """One line per property: name, kind, default and doc."""
+        """One line per property: name, kind, default, limits and doc."""
         lines = [f"{cls.type_name}:"]
         for spec in property_specs(cls.Properties).values():
-            lines.append(f"  {spec.name} ({spec.kind}, default {spec.default!r}): {spec.doc}")
+            limits = ([f"{'>' if spec.low_open else '>='} {spec.low:g}"] if spec.low is not None else []) + (
+                [f"<= {spec.high:g}"] if spec.high is not None else [])
+            limits_text = f", {' and '.join(limits)}" if limits else ""
+            lines.append(f"  {spec.name} ({spec.kind}, default {spec.default!r}{limits_text}): {spec.doc}")
         return "\n".join(lines)

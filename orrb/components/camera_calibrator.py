@@ -30,7 +30,7 @@ class CameraCalibrator(Component):
                                            kind="vector3", frame="camera")
         local_rotation_delta: tuple = prop((1.0, 0.0, 0.0, 0.0), "rotation in the camera frame (w, x, y, z)",
                                            kind="quaternion", frame="camera")
-        fov_delta: float = prop(0.0, "added to the vertical field of view (degrees)")
+        fov_delta: float = prop(0.0, "added to the vertical field of view (degrees)", span=(-20.0, 20.0))
 
     def initialize(self, scene):
         self._scene = scene

@@ -34,9 +34,9 @@ class CameraRandomizer(Component):
     @dataclasses.dataclass(frozen=True)
     class Properties(RandomizerProperties):
         mode: str = prop("Jitter", "Jitter, Orbit or Both", choices=("Jitter", "Orbit", "Both"))
-        position_radius: float = prop(0.02, "full width of the per-axis position jitter (m)")
-        fov_radius: float = prop(1.0, "full width of the fovy jitter (degrees)")
-        quat_radius: float = prop(0.03, "full width of the rotation jitter angle (radians)")
+        position_radius: float = prop(0.02, "full width of the per-axis position jitter (m)", low=0.0, span=(0.0, 0.2))
+        fov_radius: float = prop(1.0, "full width of the fovy jitter (degrees)", low=0.0, span=(0.0, 10.0))
+        quat_radius: float = prop(0.03, "full width of the rotation jitter angle (radians)", low=0.0, span=(0.0, 0.5))
         orbit_center: tuple = prop((0.0, 0.0, 0.0), "point the vertical orbit axis passes through (m)",
                                    kind="vector3", frame="world")
 

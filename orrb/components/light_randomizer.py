@@ -58,12 +58,14 @@ class LightRandomizer(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Properties(RandomizerProperties):
-        min_scene_intensity: float = prop(1.0, "lower bound of the total intensity")
-        max_scene_intensity: float = prop(15.0, "upper bound of the total intensity")
-        min_light_intensity: float = prop(1.0, "lower bound of a light's weight")
-        max_light_intensity: float = prop(3.0, "upper bound of a light's weight")
-        min_spotlight_angle: float = prop(27.0, "lower bound of the spot cone angle (degrees, full cone)")
-        max_spotlight_angle: float = prop(33.0, "upper bound of the spot cone angle (degrees, full cone)")
+        min_scene_intensity: float = prop(1.0, "lower bound of the total intensity", low=0.0, span=(0.0, 30.0))
+        max_scene_intensity: float = prop(15.0, "upper bound of the total intensity", low=0.0, span=(0.0, 30.0))
+        min_light_intensity: float = prop(1.0, "lower bound of a light's weight", low=0.0, span=(0.0, 10.0))
+        max_light_intensity: float = prop(3.0, "upper bound of a light's weight", low=0.0, span=(0.0, 10.0))
+        min_spotlight_angle: float = prop(27.0, "lower bound of the spot cone angle (degrees, full cone)",
+                                          low=0.0, low_open=True, high=180.0, span=(1.0, 120.0))
+        max_spotlight_angle: float = prop(33.0, "upper bound of the spot cone angle (degrees, full cone)",
+                                          low=0.0, low_open=True, high=180.0, span=(1.0, 120.0))
         randomize_hue: bool = prop(False, "random light colours instead of white")
 
     def initialize(self, scene):

@@ -43,11 +43,13 @@ class LightingRig(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Properties(Properties):
-        light_head_count: int = prop(6, "number of spot lights")
-        min_light_distance: float = prop(1.0, "lower bound of a head's horizontal distance to the target (m)")
-        max_light_distance: float = prop(1.5, "upper bound of a head's horizontal distance to the target (m)")
-        min_light_height: float = prop(0.5, "lower bound of a head's height above the target (m)")
-        max_light_height: float = prop(1.5, "upper bound of a head's height above the target (m)")
+        light_head_count: int = prop(6, "number of spot lights", low=0, span=(0, 12))
+        min_light_distance: float = prop(1.0, "lower bound of a head's horizontal distance to the target (m)",
+                                         low=0.0, span=(0.0, 5.0))
+        max_light_distance: float = prop(1.5, "upper bound of a head's horizontal distance to the target (m)",
+                                         low=0.0, span=(0.0, 5.0))
+        min_light_height: float = prop(0.5, "lower bound of a head's height above the target (m)", span=(-1.0, 3.0))
+        max_light_height: float = prop(1.5, "upper bound of a head's height above the target (m)", span=(-1.0, 3.0))
         target: tuple = prop((0.0, 0.0, 0.0), "point the heads aim at (m, world)", kind="vector3",
                               frame="world")
         cast_shadows: bool = prop(False, "heads cast shadows (costly on a CPU: up to 5x a plain render)")

@@ -85,10 +85,10 @@ class MaterialRandomizer(Component):
     class Properties(RandomizerProperties):
         blacklist_prefix: str = prop("cube", "comma-separated material name prefixes left alone")
         whitelist_prefix: str = prop("", "comma-separated material name prefixes (empty: all)")
-        min_metallic: float = prop(0.05, "lower bound of metallic")
-        max_metallic: float = prop(0.25, "upper bound of metallic")
-        min_glossiness: float = prop(0.0, "lower bound of glossiness")
-        max_glossiness: float = prop(1.0, "upper bound of glossiness")
+        min_metallic: float = prop(0.05, "lower bound of metallic", low=0.0, high=1.0)
+        max_metallic: float = prop(0.25, "upper bound of metallic", low=0.0, high=1.0)
+        min_glossiness: float = prop(0.0, "lower bound of glossiness", low=0.0, high=1.0)
+        max_glossiness: float = prop(1.0, "upper bound of glossiness", low=0.0, high=1.0)
         randomize_textures: bool = prop(False, "pick a procedural texture per object")
 
     def edit_spec(self, spec):

@@ -3,12 +3,12 @@
 A component declares its properties as one frozen dataclass whose fields are made
 with :func:`prop`; everything else derives from that declaration: parsing the
 original JSON format (nine typed maps, camelCase or snake_case), defaults,
-``update()`` merging, the unknown-property error with its close match, and
-serialization back to JSON::
+``update()`` merging, the unknown-property error with its close match,
+serialization back to JSON, and the tuning page's controls (slider ranges, limits)::
 
     @dataclasses.dataclass(frozen=True)
     class Properties(RandomizerProperties):
-        min_light_intensity: float = prop(1.0, "lower bound of a light's weight")
+        min_light_intensity: float = prop(1.0, "lower bound of a light's weight", low=0.0, span=(0.0, 10.0))
         mode: str = prop("Jitter", "how to move the camera", choices=("Jitter", "Orbit", "Both"))
         target: tuple = prop((0.0, 0.0, 0.0), "aim point (m, world)", kind="vector3")
 
@@ -64,7 +64,8 @@ _VECTOR_KEYS = {"vector2": ("x", "y"), "vector3": ("x", "y", "z"), "quaternion":
 
 
 def prop(default: Any, doc: str, *, kind: str | None = None, choices: tuple[str, ...] | None = None,
-         frame: str | None = None):
+         frame: str | None = None, low: float | None = None, high: float | None = None, low_open: bool = False,
+         span: tuple[float, float] | None = None):
     """Declares one component property: its default, a one-line doc and its kind.
 
     The kind is inferred from the default (bool, int, float, str) unless given;
@@ -74,6 +75,13 @@ def prop(default: Any, doc: str, *, kind: str | None = None, choices: tuple[str,
     direction) or ``"camera"`` (in a camera's own frame); config files in the original
     renderer's frame are converted accordingly on load (:mod:`orrb.frames`). ``None``:
     the value means the same in both frames.
+
+    Numbers only: ``low`` / ``high`` are the limits the meaning fixes (a probability in
+    [0, 1], a radius not negative; ``low_open``: ``low`` itself excluded, as for a field of
+    view), ``None`` where there is none; ``span`` is the range of values in common use
+    (a slider's range), by default the limits when both are given. The limits are
+    advisory, as in the original renderer, which takes any number: the tuning page refuses
+    edits outside them and warns of a file outside them.
     """
     if kind is None:
         if choices is not None:
@@ -93,18 +101,31 @@ def prop(default: Any, doc: str, *, kind: str | None = None, choices: tuple[str,
     if frame is not None and (frame not in ("world", "camera") or kind not in ("vector3", "quaternion")):
         raise TypeError(f"prop: frame {frame!r} on a {kind} property; accepted: 'world' or 'camera' "
                         "on vector3 and quaternion properties")
+    if kind not in ("int", "float") and (low is not None or high is not None or low_open or span is not None):
+        raise TypeError(f"prop: limits or a span on a {kind} property; only int and float properties have them")
+    if span is None and low is not None and high is not None:
+        span = (low, high)
+    if span is not None and not span[0] < span[1]:
+        raise TypeError(f"prop: span must be (lo, hi) with lo < hi, got {span!r}")
     return dataclasses.field(default=default, metadata={"doc": doc, "kind": kind, "choices": choices,
-                                                        "frame": frame})
+                                                        "frame": frame, "low": low, "high": high,
+                                                        "low_open": low_open, "span": span})
 
 
 @dataclasses.dataclass(frozen=True)
 class PropertySpec:
+    """One declared property (:func:`prop`)."""
+
     name: str
     kind: str
     default: Any
     doc: str
     choices: tuple[str, ...] | None
     frame: str | None = None
+    low: float | None = None  # numbers: the limits the meaning fixes (None: unbounded)
+    high: float | None = None
+    low_open: bool = False  # low itself is excluded
+    span: tuple[float, float] | None = None  # numbers: the range in common use (None: from the default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +151,8 @@ def property_specs(cls: type) -> dict[str, PropertySpec]:
     if specs is None:
         specs = {
             f.name: PropertySpec(f.name, f.metadata["kind"], f.default, f.metadata["doc"], f.metadata["choices"],
-                                 f.metadata.get("frame"))
+                                 f.metadata["frame"], f.metadata["low"], f.metadata["high"], f.metadata["low_open"],
+                                 f.metadata["span"])
             for f in dataclasses.fields(cls)
         }
         _SPECS_CACHE[cls] = specs

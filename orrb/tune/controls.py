@@ -4,12 +4,10 @@
   per property (kind, default, doc, choices, and for numbers a slider range and step).
 - :func:`range_errors`: the values a page edit may not take, as ``{property: message}``.
 
-Property declarations give a kind, a default and a one-line doc, not a range. Slider ranges
-come from the default and from what the name and doc say of the unit (``(0-1)``, degrees,
-a probability, a radius); hard limits only where the meaning fixes them: probabilities and
-colours in [0, 1], radii, intensities, distances and counts not negative, a field of view
-or cone angle in (0, 180) degrees, a lower bound not above its upper bound (``min_x`` <=
-``max_x``). The number fields accept any value within the hard limits, beyond the slider.
+Slider ranges and hard limits are the ones the properties declare (``prop(low=, high=,
+span=)``); colours are in [0, 1], and a lower bound may not be above its upper bound
+(``min_x`` <= ``max_x``). The number fields accept any value within the hard limits, beyond
+the slider.
 """
 
 from __future__ import annotations
@@ -23,9 +21,7 @@ from orrb.components.properties import PropertySpec, property_specs
 
 __all__ = ["describe_types", "number_control", "range_errors"]
 
-_DOC_RANGE = re.compile(r"\((-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\)")
 _MIN = re.compile(r"(^|_)min_")
-_UNIT_INTERVAL = ("saturation", "value", "metallic", "glossiness", "emission", "probability")
 
 
 def _nice_ceiling(x: float) -> float:
@@ -38,53 +34,30 @@ def _nice_ceiling(x: float) -> float:
 
 
 def number_control(spec: PropertySpec) -> dict[str, Any]:
-    """Slider range, step and hard limits of an int or float property.
+    """Slider range, step and hard limits of an int or float property, from its declaration.
+
+    The slider spans the declared ``span`` (the limits, when both are declared); without one,
+    it reaches from 0 (or from minus the span, for a negative default) to a round number
+    4x the default.
 
     Returns:
         ``{"min", "max", "step"}`` for the slider and ``"hard_min"`` / ``"hard_max"``
         (``None`` when unbounded) for the values accepted at all; ``"open_min"`` is True
         when ``hard_min`` itself is excluded.
     """
-    name, doc, default = spec.name, spec.doc.lower(), float(spec.default)
-    bare = name.removeprefix("min_").removeprefix("max_")
-    hard_min: float | None = None
-    hard_max: float | None = None
-    open_min = False
-    lo, hi = None, None
-    declared = _DOC_RANGE.search(doc)
-    if declared:
-        hard_min, hard_max = float(declared.group(1)), float(declared.group(2))
-        lo, hi = hard_min, hard_max
-    elif "probability" in name or (any(w in bare for w in _UNIT_INTERVAL) and not name.startswith("cg_")
-                                   and not bare.endswith("radius")):
-        hard_min, hard_max, lo, hi = 0.0, 1.0, 0.0, 1.0
-        if "emission" in bare and "probability" not in name:
-            hard_max = None  # emission may exceed 1 (a glow)
-    elif "field_of_view" in name or "spotlight_angle" in name:
-        hard_min, hard_max, open_min = 0.0, 180.0, True
-        lo, hi = 1.0, 120.0
-    elif "degrees" in doc and ("hue" in name or "rotation" in doc):
-        lo, hi = -180.0, 180.0
-    elif "(%)" in doc:
-        lo, hi = -100.0, 100.0
-    elif name.endswith("clip"):
-        hard_min, open_min = 0.0, True
-        lo, hi = (0.001, 1.0) if "near" in name else (1.0, 100.0)
-    if hard_min is None and (name.endswith("radius") or "intensity" in name or "distance" in name
-                             or name.endswith("count")):
-        hard_min = 0.0
-    if lo is None:
-        if spec.kind == "int":
-            lo, hi = (0.0, float(max(12, 2 * abs(int(default))))) if hard_min == 0.0 else (
-                float(min(0, -2 * abs(int(default)))), float(max(10, 2 * abs(int(default)))))
-        else:
-            span = _nice_ceiling(4 * abs(default)) if default else 1.0
-            lo = 0.0 if (hard_min == 0.0 or default >= 0) else -span
-            hi = span
-            if "degrees" in doc and default == 0:
-                lo, hi = -20.0, 20.0
+    default = float(spec.default)
+    if spec.span is not None:
+        lo, hi = float(spec.span[0]), float(spec.span[1])
+    elif spec.kind == "int":
+        hi = float(max(10, 2 * abs(int(default))))
+        lo = 0.0 if spec.low is not None and spec.low >= 0 else -hi
+    else:
+        hi = _nice_ceiling(4 * abs(default)) if default else 1.0
+        lo = 0.0 if default >= 0 or (spec.low is not None and spec.low >= 0) else -hi
     step = 1 if spec.kind == "int" else _nice_ceiling((hi - lo) / 1000.0)
-    return {"min": lo, "max": hi, "step": step, "hard_min": hard_min, "hard_max": hard_max, "open_min": open_min}
+    return {"min": lo, "max": hi, "step": step,
+            "hard_min": None if spec.low is None else float(spec.low),
+            "hard_max": None if spec.high is None else float(spec.high), "open_min": spec.low_open}
 
 
 def _control(spec: PropertySpec) -> dict[str, Any]:

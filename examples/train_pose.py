@@ -121,19 +121,17 @@ def parse_args(argv=None):
 # against 0.8), and the lighting rig, the other materials and the camera jitter stay the Dactyl
 # chain's.
 WIDE = {
-    "post_processing_randomizer": {
-        "floatProperties": {"cg_min_hue_shift": -30.0, "cg_max_hue_shift": 30.0,
-                            "cg_min_saturation": -30.0, "cg_max_saturation": 30.0,
-                            "cg_min_contrast": -35.0, "cg_max_contrast": 35.0,
-                            "cg_min_brightness": -25.0, "cg_max_brightness": 25.0,
-                            "cg_min_temperature": -35.0, "cg_max_temperature": 35.0,
-                            "cg_min_tint": -15.0, "cg_max_tint": 15.0,
-                            "grain_min_intensity": 0.0, "grain_max_intensity": 0.1,
-                            "grain_min_size": 1.0, "grain_max_size": 2.0}},
-    "light_randomizer": {"boolProperties": {"randomize_hue": True}},
-    "cube_face_randomizer": {
-        "floatProperties": {"hue_radius": 0.03, "saturation_radius": 0.25, "value_radius": 0.25,
-                            "min_metallic": 0.0, "max_metallic": 0.5, "min_glossiness": 0.0, "max_glossiness": 0.7}},
+    "post_processing_randomizer": {"cg_min_hue_shift": -30.0, "cg_max_hue_shift": 30.0,
+                                   "cg_min_saturation": -30.0, "cg_max_saturation": 30.0,
+                                   "cg_min_contrast": -35.0, "cg_max_contrast": 35.0,
+                                   "cg_min_brightness": -25.0, "cg_max_brightness": 25.0,
+                                   "cg_min_temperature": -35.0, "cg_max_temperature": 35.0,
+                                   "cg_min_tint": -15.0, "cg_max_tint": 15.0,
+                                   "grain_min_intensity": 0.0, "grain_max_intensity": 0.1,
+                                   "grain_min_size": 1.0, "grain_max_size": 2.0},
+    "light_randomizer": {"randomize_hue": True},
+    "cube_face_randomizer": {"hue_radius": 0.03, "saturation_radius": 0.25, "value_radius": 0.25,
+                             "min_metallic": 0.0, "max_metallic": 0.5, "min_glossiness": 0.0, "max_glossiness": 0.7},
 }
 
 
@@ -141,37 +139,28 @@ def renderer_configs(out_dir: str, train_randomization: str = "wide") -> dict[st
     """Component chain files of the training kinds and test sets (written to ``out_dir`` when derived)."""
     dactyl = os.path.join(ASSETS, "dactyl.renderer_config.json")
     heldout = os.path.join(ASSETS, "heldout.renderer_config.json")
+
+    def save(config: orrb.RendererConfig, name: str) -> str:
+        path = os.path.join(out_dir, name)
+        config.save(path)
+        return path
+
     # the wide training randomization
-    with open(dactyl) as f:
-        doc = json.load(f)
-    for component in doc["components"]:
-        for kind, values in WIDE.get(component["name"], {}).items():
-            component["config"].setdefault(kind, {}).update(values)
-    wide_path = os.path.join(out_dir, "wide.renderer_config.json")
-    with open(wide_path, "w") as f:
-        json.dump(doc, f, indent=2)
+    wide = orrb.RendererConfig.load(dactyl)
+    for name, values in WIDE.items():
+        wide[name].set(**values)
+    wide_path = save(wide, "wide.renderer_config.json")
     # unrandomized: only the tracker and the hidden touch sites of the Dactyl chain
-    base = orrb.RendererConfig.load(dactyl)
-    plain = orrb.RendererConfig()
-    for name in ("tracker", "hide_touch_sensors"):
-        spec = base[name]
-        plain.add(spec.type, spec.name, spec.path, **spec.properties)
-    plain_path = os.path.join(out_dir, "unrandomized.renderer_config.json")
-    plain.save(plain_path)
+    plain = orrb.RendererConfig([orrb.RendererConfig.load(dactyl)[name] for name in ("tracker", "hide_touch_sensors")])
+    plain_path = save(plain, "unrandomized.renderer_config.json")
     # held-out variants: the cube's face colours near their calibration (hue within +-0.04), with
     # and without the left camera's calibration offset
-    with open(heldout) as f:
-        doc = json.load(f)
-    for component in doc["components"]:
-        if component["name"] == "cube_face_randomizer":
-            component["config"]["floatProperties"]["hue_radius"] = 0.04
-    moved_path = os.path.join(out_dir, "heldout_left_camera_moved.renderer_config.json")
-    with open(moved_path, "w") as f:
-        json.dump(doc, f, indent=2)
-    doc["components"] = [c for c in doc["components"] if c["type"] != "CameraCalibrator"]
-    kept_path = os.path.join(out_dir, "heldout_domain.renderer_config.json")
-    with open(kept_path, "w") as f:
-        json.dump(doc, f, indent=2)
+    held = orrb.RendererConfig.load(heldout)
+    held["cube_face_randomizer"].set(hue_radius=0.04)
+    moved_path = save(held, "heldout_left_camera_moved.renderer_config.json")
+    for spec in [spec for spec in held if spec.type == "CameraCalibrator"]:
+        held.remove(spec.name)
+    kept_path = save(held, "heldout_domain.renderer_config.json")
     return {"randomized": wide_path if train_randomization == "wide" else dactyl, "unrandomized": plain_path,
             TEST_SETS[0]: dactyl, TEST_SETS[1]: kept_path,
             TEST_SETS[2]: moved_path, TEST_SETS[3]: heldout, TEST_SETS[4]: plain_path}

@@ -36,7 +36,7 @@ import orrb  # first: sets MUJOCO_GL=egl before mujoco picks its GL backend
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import train_pose  # noqa: E402
-from pose_model import orientation_error_deg, quaternion_to_matrix  # noqa: E402
+from pose_model import quaternion_to_matrix  # noqa: E402
 
 CAMERAS = train_pose.CAMERAS
 
@@ -140,12 +140,10 @@ def rotation_6d(v):
     return torch.stack([x, y, torch.cross(x, y, dim=1)], dim=-1)
 
 
-def matrix_to_quaternion(m: np.ndarray) -> np.ndarray:
-    """Unit quaternions ``(w, x, y, z)`` ``[N, 4]`` of rotation matrices ``[N, 3, 3]``."""
-    from scipy.spatial.transform import Rotation
-
-    xyzw = Rotation.from_matrix(np.asarray(m, np.float64)).as_quat()
-    return np.concatenate([xyzw[:, 3:], xyzw[:, :3]], axis=1)
+def rotation_error_deg(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Angle (degrees) of the rotation between matrices ``[N, 3, 3]``: ``float64 [N]``."""
+    cos = (np.einsum("nij,nij->n", np.asarray(pred, np.float64), np.asarray(true, np.float64)) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def main(argv=None) -> None:
@@ -190,7 +188,7 @@ def main(argv=None) -> None:
         cells = []
         with torch.no_grad():
             for name, (x, quaternion) in tests.items():
-                error = orientation_error_deg(matrix_to_quaternion(rotation_6d(network(x)[0]).numpy()), quaternion)
+                error = rotation_error_deg(rotation_6d(network(x)[0]).numpy(), quaternion_to_matrix(quaternion))
                 cells.append(f"{name} {error.mean():.1f} / {np.median(error):.1f} deg")
         network.train()
         return ", ".join(cells)

@@ -155,7 +155,7 @@ class PoseModel:
             the network sees, as fractions of the image width and height (``(0, 0, 1)``: the
             whole image).
         input_size: the square size (px) each window is resized to for the network.
-        network: the ``torch.nn.Module`` (in eval mode).
+        network: the ``torch.nn.Module`` (in eval mode), on the device it predicts on.
     """
 
     def __init__(self, network, camera_names: list[str], image_size: int,
@@ -168,6 +168,11 @@ class PoseModel:
             raise ValueError(f"got {len(self.windows)} windows for {len(self.camera_names)} cameras; expected one "
                              f"per camera")
         self.input_size = int(input_size or self.image_size)
+
+    @property
+    def device(self):
+        """The ``torch.device`` the network runs on (``predict`` moves its inputs there)."""
+        return next(self.network.parameters()).device
 
     def predict(self, images: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Cube pose from one image per camera.
@@ -202,9 +207,9 @@ class PoseModel:
         with torch.no_grad():
             for start in range(0, arrays[0].shape[0], batch_size):
                 x = images_to_tensor([a[start:start + batch_size] for a in arrays], self.input_size, self.windows)
-                p, q = self.network(x)
-                positions.append(p.numpy())
-                quaternions.append(q.numpy())
+                p, q = self.network(x.to(self.device))
+                positions.append(p.cpu().numpy())
+                quaternions.append(q.cpu().numpy())
         if not positions:
             return np.zeros((0, 3), np.float32), np.zeros((0, 4), np.float32)
         q = np.concatenate(quaternions)
@@ -217,7 +222,8 @@ class PoseModel:
         torch.save({"format": FORMAT, "camera_names": self.camera_names, "image_size": self.image_size,
                     "windows": [list(w) for w in self.windows], "input_size": self.input_size,
                     "width": net.tower.trunk[0].out_channels,
-                    "state_dict": net.state_dict(), "extra": dict(extra)}, os.fspath(path))
+                    "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "extra": dict(extra)},
+                   os.fspath(path))
 
 
 def camera_windows(centres: np.ndarray, fraction: float, image_size: int) -> list[tuple[float, float, float]]:
@@ -255,11 +261,12 @@ def images_to_tensor(per_camera: list[np.ndarray], size: int, windows=None):
     return torch.stack(tensors, dim=1)
 
 
-def load_pose_model(path: str | os.PathLike) -> PoseModel:
+def load_pose_model(path: str | os.PathLike, device: str = "cpu") -> PoseModel:
     """Loads a model saved by ``train_pose.py --save PATH`` (or ``PoseModel.save``).
 
     Only tensors and plain values are read (``torch.load(weights_only=True)``): no code
-    from the file runs.
+    from the file runs. The model predicts on ``device`` (a torch device name: ``"cpu"``,
+    ``"cuda"``, ...), wherever it was trained.
 
     Raises:
         FileNotFoundError: no such file.
@@ -277,6 +284,7 @@ def load_pose_model(path: str | os.PathLike) -> PoseModel:
     network = build_network(len(saved["camera_names"]), int(saved["width"]),
                             state["position_mean"].tolist(), float(state["position_scale"]))
     network.load_state_dict(state)
+    network.to(device)
     return PoseModel(network, saved["camera_names"], saved["image_size"], [tuple(w) for w in saved["windows"]],
                      saved["input_size"])
 

@@ -94,6 +94,9 @@ def parse_args(argv=None):
     p.add_argument("--msaa", type=int, default=0, help="multisample anti-aliasing samples (0: off, 2x faster)")
     p.add_argument("--workers", type=int, default=2, help="render server processes (0: render in this process)")
     p.add_argument("--base-port", type=int, default=15900, help="first server port")
+    p.add_argument("--device", default="auto",
+                   help="torch device of the networks: 'auto' (a CUDA GPU when torch sees one, else the CPU), "
+                   "'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: the render servers use the other cores; more threads than free "
                    "cores make torch much slower)")
@@ -290,13 +293,26 @@ def test_set(name: str, chain: str, args, scene: Scene, port_offset: int):
 
 
 # -- training --------------------------------------------------------------------------------------
-def train(kind: str, chain: str, args, scene: Scene, port_offset: int, torch):
+def torch_device(name: str, torch):
+    """The ``torch.device`` that ``--device name`` asks for ('auto': a CUDA GPU when torch sees one)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device {name!r} is not a torch device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name!r}: this torch sees no CUDA GPU; expected 'auto' or 'cpu' on this machine")
+    return device
+
+
+def train(kind: str, chain: str, args, scene: Scene, port_offset: int, torch, device):
     torch.manual_seed(args.seed)
     windows = camera_windows(scene.rest_in_images(), args.crop, args.image_size)
     input_size = int(round(windows[0][2] * args.image_size))
-    corners = torch.tensor([w[:2] for w in windows], dtype=torch.float32)  # [cameras, 2]
+    corners = torch.tensor([w[:2] for w in windows], dtype=torch.float32, device=device)  # [cameras, 2]
     network = build_network(len(CAMERAS), args.width, position_mean=scene.rest_position.tolist(),
-                            position_scale=max(args.position_noise, 1e-3))
+                            position_scale=max(args.position_noise, 1e-3)).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=1e-4)
     batches = max(1, -(-args.steps // args.repeats))
     steps = batches * args.repeats
@@ -313,9 +329,9 @@ def train(kind: str, chain: str, args, scene: Scene, port_offset: int, torch):
             t = time.perf_counter()
             images, position, quaternion, cube = next(data)
             wait += time.perf_counter() - t
-            x = images_to_tensor([images[c] for c in CAMERAS], input_size, windows)
-            p_true, q_true = torch.from_numpy(position), torch.from_numpy(quaternion)
-            cube_true = (torch.from_numpy(cube) - corners) / windows[0][2] * 2 - 1  # in the windows, [-1, 1]
+            x = images_to_tensor([images[c] for c in CAMERAS], input_size, windows).to(device)
+            p_true, q_true = torch.from_numpy(position).to(device), torch.from_numpy(quaternion).to(device)
+            cube_true = (torch.from_numpy(cube).to(device) - corners) / windows[0][2] * 2 - 1  # in the windows: [-1, 1]
             for _ in range(args.repeats):
                 p, q, cube_pred = network.forward_with_cube(x)
                 # position in centimetres (smooth L1), orientation as the chordal distance (0..1.4), and the
@@ -390,6 +406,7 @@ def main(argv=None):
         raise SystemExit('train_pose.py needs PyTorch: pip install "orrb[rl]"') from None
 
     torch.set_num_threads(args.threads)
+    device = torch_device(args.device, torch)
     os.makedirs(args.out_dir, exist_ok=True)
     total_started = time.perf_counter()
     scene = Scene(args.position_noise)
@@ -397,7 +414,7 @@ def main(argv=None):
     print(f"train_pose: {args.steps} steps per model ({args.repeats} per streamed batch of {args.batch_size}), "
           f"{args.image_size} px renders seen through {args.crop:g} windows, tower width {args.width}, "
           f"'{args.train_randomization}' randomization, {args.workers} render servers, "
-          f"torch threads {args.threads}", flush=True)
+          f"torch on {device}" + (f", torch threads {args.threads}" if device.type == "cpu" else ""), flush=True)
 
     t = time.perf_counter()
     tests = {name: test_set(name, chains[name], args, scene, 100 * (k + 1)) for k, name in enumerate(TEST_SETS)}
@@ -407,7 +424,7 @@ def main(argv=None):
     models, train_info = {}, {}
     for offset, kind in ((0, "randomized"), (10, "unrandomized")):
         print(f"training the {kind} model", flush=True)
-        models[kind], train_info[kind] = train(kind, chains[kind], args, scene, offset, torch)
+        models[kind], train_info[kind] = train(kind, chains[kind], args, scene, offset, torch, device)
 
     errors, predictions = {}, {}
     for test_name, (images, position, quaternion) in tests.items():

@@ -124,6 +124,14 @@ def test_train_pose_randomized_model_beats_unrandomized_on_held_out_and_reloads(
     assert plot.ndim == 3 and plot.std() > 3
 
 
+def test_train_pose_rejects_an_unknown_device_naming_it(tmp_path):
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "train_pose.py"), "--quick", "--device", "gpu0",
+                           "--out-dir", "tp"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "'gpu0' is not a torch device" in proc.stderr and "'cuda:N'" in proc.stderr, proc.stderr[-2000:]
+
+
 def run_example(name: str, *args: str, cwd) -> str:
     proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=240)

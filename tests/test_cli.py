@@ -165,10 +165,16 @@ def test_render_reads_npy_like_csv(tmp_path, dactyl_states):
     (["render", "{tmp}/empty.csv", "--out", "{tmp}/o"], "holds no states"),
     (["demo", "--out", "{tmp}/d.png", "--cameras", "vision_cam_lef", "--config", "none"], "vision_cam_left"),
     (["demo", "--out", "{tmp}/d.png", "--state", "99", "--config", "none"], "--state must be in [0, 64)"),
+    (["render", "{tmp}/narrow.csv", "--out", "{tmp}/afile"], "afile is a file; expected a folder"),
+    (["render", "{tmp}/narrow.csv", "--out", "{tmp}/afile/sub"], "(a parent of"),
+    (["dataset", "--count", "2", "--out", "{tmp}/afile", "--config", "none"], "afile is a file; expected a folder"),
+    (["demo", "--out", "{tmp}", "--config", "none"], "is a folder; expected a file path"),
+    (["demo", "--out", "{tmp}/sheet.pgn", "--config", "none"], "expected a path ending in .png"),
 ])
 def test_bad_input_exits_2_with_a_message_naming_the_problem(args, message, tmp_path, capsys):
     np.savetxt(tmp_path / "narrow.csv", np.zeros((2, 5)), delimiter=",")
     (tmp_path / "empty.csv").write_text("# a header and no states\n")
+    (tmp_path / "afile").write_text("")
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err

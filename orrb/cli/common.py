@@ -121,6 +121,36 @@ def positive_float(text: str) -> float:
     return value
 
 
+def output_folder(path: str, option: str = "--out") -> str:
+    """``path`` as an absolute folder that can be created or written into, checked before
+    anything renders.
+
+    Raises:
+        CommandError: ``path``, or the nearest of its parents that exists, is not a folder.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = f"{path} is a file" if existing == path else f"{existing} (a parent of {path}) is a file"
+        raise CommandError(f"{option}: {what}; expected a folder")
+    return path
+
+
+def output_file(path: str, option: str = "--out") -> str:
+    """``path`` as an absolute file path that can be written, checked before anything renders.
+
+    Raises:
+        CommandError: ``path`` is a folder, or the nearest of its parents that exists is not one.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(path):
+        raise CommandError(f"{option}: {path} is a folder; expected a file path such as {os.path.join(path, 'x.png')}")
+    output_folder(os.path.dirname(path), option)
+    return path
+
+
 def camera_list(text: str) -> list[str]:
     names = [c.strip() for c in text.split(",") if c.strip()]
     if not names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orrb.cli.common import (CommandError, add_scene_options, build_config, make_renderer, nonneg_int,
+from orrb.cli.common import (CommandError, add_scene_options, build_config, make_renderer, nonneg_int, output_folder,
                              positive_float, positive_int)
 
 __all__ = ["add_parser", "dataset_chain", "run"]
@@ -63,6 +63,7 @@ def dataset_chain(config, object_name: str):
 def run(args) -> int:
     from orrb.dataset import DatasetWriter
 
+    args.out = output_folder(args.out)
     config = build_config(args, depth=args.depth, segmentation=not args.no_segmentation)
     chain = dataset_chain(config, args.object)
     if args.ray is not None:

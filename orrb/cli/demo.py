@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from orrb.cli.common import CommandError, add_scene_options, build_config, make_renderer, nonneg_int, positive_int
+from orrb.cli.common import (CommandError, add_scene_options, build_config, make_renderer, nonneg_int, output_file,
+                             positive_int)
 
 __all__ = ["add_parser", "run"]
 
@@ -35,6 +36,11 @@ def run(args) -> int:
     from orrb.dataset import load_states
     from orrb.utils import package_relative_path
 
+    out = output_file(args.out)
+    from PIL import Image
+
+    if os.path.splitext(out)[1].lower() not in Image.registered_extensions():
+        raise CommandError(f"--out: {out} has no image file extension that PIL writes; expected a path ending in .png")
     config = build_config(args, depth=True, normals=True, segmentation=True)
     states = load_states(os.path.join(package_relative_path("assets"), "states", "qpos.csv"))
     if not 0 <= args.state < len(states):
@@ -49,7 +55,7 @@ def run(args) -> int:
     config_name = os.path.basename(config.renderer_config_path) if config.renderer_config_path else "no components"
     title = f"orrb {__version__} demo: state {args.state}, renderer config {config_name}, {args.size}x{args.size}"
     sheet = contact_sheet(response, layout, column_labels=[f"seed {s}" for s in seeds], title=title)
-    path = save_png(sheet, args.out)
+    path = save_png(sheet, out)
     print(f"wrote {path} ({len(config.camera_names)} cameras x {args.seeds} seeds, "
           f"colour/depth/normals/segmentation, rendered in {elapsed:.1f} s)")
     return 0

@@ -56,7 +56,7 @@ def explain(error: BaseException) -> Failure:
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
         return Failure(f"the Python package {top!r} is not installed", install_line(top), 1)
-    if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError)):
+    if isinstance(error, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)):
         return Failure(_first_line(error), None, 2)
     if isinstance(error, (ValueError, TypeError, KeyError)):  # includes orrb.ConfigError
         return Failure(_first_line(error), None, 2)

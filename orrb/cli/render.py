@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from orrb.cli.common import add_scene_options, build_config, make_renderer, positive_int
+from orrb.cli.common import add_scene_options, build_config, make_renderer, output_folder, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -41,11 +41,11 @@ def run(args) -> int:
     from orrb.renderer import Modality
     from orrb.dataset import load_states
 
+    out_dir = output_folder(args.out)
     states = load_states(args.states)
     config = build_config(args, depth=args.depth, normals=args.normals, segmentation=args.segmentation)
     n = len(states)
     seeds = np.uint64(args.seed % 2**64) + np.arange(n, dtype=np.uint64)
-    out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
     write_png = args.format in ("png", "both")
     write_npz = args.format in ("npz", "both")

@@ -344,6 +344,14 @@ class RendererBase(abc.ABC):
         self._initial_renderer_config = renderer_config.copy() if renderer_config is not None else None
         self.stats: dict[str, Any] = {"batches": 0, "restarts": 0}
 
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        """A renderer is a handle on an engine or on server processes: copies share it, so
+        objects that hold one (an env's ``gymnasium`` spec, for instance) can be deep-copied."""
+        return self
+
     # -- to implement ------------------------------------------------------------------------------
     @abc.abstractmethod
     def _start(self) -> RendererInfo:

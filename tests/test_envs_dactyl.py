@@ -163,6 +163,28 @@ def test_shared_renderer_is_used_and_left_running():
             OrrbDactylEnv(renderer=shared, width=64, height=64, camera_names=["vision_cam_left"], renderer_config=None)
 
 
+def test_env_made_with_a_shared_renderer_keeps_its_spec_without_warnings(recwarn):
+    config = orrb.envs.dactyl_render_config(["vision_cam_left"], 36, 36, renderer_config=None)
+    with orrb.LocalRenderer(config) as shared:
+        env = gym.make("OrrbDactyl-v0", renderer=shared, renderer_config=None, **SMALL)
+        try:
+            spec = env.spec  # Gymnasium deep-copies the spec's kwargs: the renderer is shared, not copied
+        finally:
+            env.close()
+    assert spec is not None and spec.kwargs["renderer"] is shared
+    assert not [w for w in recwarn if "spec" in str(w.message)], [str(w.message) for w in recwarn]
+
+
+def test_render_fps_follows_the_control_step():
+    for n_substeps, fps in ((20, 25), (10, 50)):
+        env = OrrbDactylEnv(n_substeps=n_substeps, renderer_config=None, **SMALL)
+        try:
+            assert env.metadata["render_fps"] == fps == round(1 / env.dt)
+        finally:
+            env.close()
+    assert OrrbDactylEnv.metadata["render_fps"] == 25  # the class's default is left alone
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(randomize="sometimes"), ValueError, "episode"),
     (dict(camera_names="vision_cam_left"), TypeError, "list of camera names"),

@@ -58,6 +58,29 @@ def test_terminal_observation_holds_the_images_of_the_true_terminal_state():
         assert not np.array_equal(reset[CAM], terminal[CAM])
 
 
+def test_renders_the_same_with_an_sb3_wrapper_between_it_and_the_envs():
+    actions = np.random.default_rng(2).uniform(-1, 1, (2, 2, 20)).astype(np.float32)
+    fns = [lambda: gym.make("OrrbDactyl-v0", max_episode_steps=2, defer_rendering=True, **KW)] * 2
+    seen = []
+    with orrb.LocalRenderer(dactyl_render_config(**KW)) as shared:
+        for venv in (OrrbVecEnvObservation(DummyVecEnv(fns), renderer=shared),
+                     OrrbVecEnvObservation(VecMonitor(DummyVecEnv(fns)), renderer=shared)):
+            venv.seed(5)
+            try:
+                first = venv.reset()
+                venv.step(actions[0])
+                seen.append((first, *venv.step(actions[1])))
+            finally:
+                venv.close()
+    (first, obs, _, dones, infos), (first_m, obs_m, _, dones_m, infos_m) = seen
+    assert dones.all() and dones_m.all()
+    np.testing.assert_array_equal(first_m[CAM], first[CAM])
+    np.testing.assert_array_equal(obs_m[CAM], obs[CAM])  # rendered from the reset states
+    for i in range(2):
+        np.testing.assert_array_equal(infos_m[i]["terminal_observation"][CAM], infos[i]["terminal_observation"][CAM])
+        assert infos_m[i]["episode"]["l"] == 2
+
+
 class Recorder(KVWriter):
     """Keeps every dump of an SB3 logger: ``[{key: value}, ...]``."""
 

@@ -57,6 +57,26 @@ def test_free_camera_renders_what_gymnasiums_renderer_shows():
     assert diff.max() <= 2 and (diff > 0).mean() < 0.02, f"max {diff.max()}, {(diff > 0).mean():.1%} of values differ"
 
 
+def test_free_camera_with_trackbodyid_follows_that_body():
+    from orrb.wrappers.observation import free_camera_pose
+
+    env = gym.make("Hopper-v5")
+    try:
+        model, data = env.unwrapped.model, env.unwrapped.data
+        config = {**env.unwrapped.mujoco_renderer.default_cam_config}
+        assert config.get("trackbodyid", -1) >= 0, config
+        mujoco.mj_forward(model, data)
+        before = free_camera_pose(model, data, config)[0]
+        data.qpos[0] += 1.0  # the hopper's root slides 1 m along x
+        mujoco.mj_forward(model, data)
+        after = free_camera_pose(model, data, config)[0]
+        still = free_camera_pose(model, data, {k: v for k, v in config.items() if k != "trackbodyid"})[0]
+    finally:
+        env.close()
+    np.testing.assert_allclose(after - before, [1.0, 0.0, 0.0], atol=1e-6)
+    assert not np.allclose(still, after)
+
+
 def test_tracking_camera_follows_the_body_like_gymnasiums_renderer():
     env = gym.make("Ant-v5", render_mode="rgb_array", width=48, height=48, camera_name="track")
     wrapped = OrrbObservation(env, camera_names=["track"], renderer_config=None, width=48, height=48)

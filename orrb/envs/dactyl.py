@@ -195,6 +195,7 @@ class OrrbDactylEnv(gym.Env):
         self._ctrl_center = (low + high) / 2.0
         self._ctrl_half = (high - low) / 2.0
         self.dt = model.opt.timestep * n_substeps
+        self.metadata = {**self.metadata, "render_fps": int(round(1 / self.dt))}  # videos play in real time
 
         # -- spaces ----------------------------------------------------------------------------------
         self.action_space = gym.spaces.Box(-1.0, 1.0, (model.nu,), np.float32)

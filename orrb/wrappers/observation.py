@@ -33,8 +33,12 @@ def free_camera_pose(model: mujoco.MjModel, data: mujoco.MjData, camera_config: 
 
     Starts from ``mjv_defaultFreeCamera`` (look at the model's centre from 1.5x its
     extent) and applies the given ``lookat`` (m), ``distance`` (m), ``azimuth`` and
-    ``elevation`` (degrees), ``trackbodyid``, as Gymnasium's ``MujocoRenderer`` does;
-    MuJoCo's own ``mjv_updateScene`` then computes the pose.
+    ``elevation`` (degrees), as Gymnasium's ``MujocoRenderer`` does; MuJoCo's own
+    ``mjv_updateScene`` then computes the pose. A ``trackbodyid`` >= 0 makes it MuJoCo's
+    tracking camera, which keeps that body's subtree centre of mass in view, as the config
+    asks (the envs that set it, Hopper, Walker2d, Humanoid and others, move across the
+    floor). Gymnasium 1.4's own ``rgb_array`` renderer ignores ``trackbodyid`` (its camera
+    stays free), so for those envs ``env.render()`` shows another view.
 
     Returns:
         ``(pos float64 (3,), xyaxes float64 (6,), fovy degrees, trackbodyid)``.
@@ -220,8 +224,9 @@ class OrrbObservation(_RenderStateWrapper, gym.utils.RecordConstructorArgs):
         camera_names: named cameras of the model (tracking cameras follow their body as
             in Gymnasium's renderer).
         free_camera: a free camera given like Gymnasium's ``default_camera_config``
-            (``lookat``, ``distance``, ``azimuth``, ``elevation``, ``trackbodyid``); its
-            observation key is ``"free"``. With neither argument, the free camera of
+            (``lookat``, ``distance``, ``azimuth``, ``elevation``, ``trackbodyid``: with
+            it, the camera follows that body, as Gymnasium 1.4's own renderer does not);
+            its observation key is ``"free"``. With neither argument, the free camera of
             the env's own ``default_camera_config`` is used.
         width, height: image size in pixels.
         render_depth, render_normals, render_segmentation: extra modalities.

@@ -29,7 +29,8 @@ class OrrbVecEnvObservation(VecEnvWrapper):
     The envs defer rendering (``OrrbDactyl-v0(defer_rendering=True)`` or
     :class:`orrb.wrappers.OrrbDeferredObservation`); each reports its render-layout
     ``qpos`` and seed in ``info``. SB3 resets a finished env inside ``step``: the
-    returned observation is rendered from the reset state (``venv.reset_infos[i]``) and
+    returned observation is rendered from the reset state (the innermost vector env's
+    ``reset_infos[i]``, so SB3 wrappers such as ``VecMonitor`` may sit in between) and
     ``infos[i]["terminal_observation"]`` from the true terminal state (``infos[i]``), both
     in the same batch. Observations: ``{camera: uint8 [N, H, W, 3], ...state entries}``,
     ready for ``MultiInputPolicy`` (SB3 transposes the images itself).
@@ -56,6 +57,12 @@ class OrrbVecEnvObservation(VecEnvWrapper):
         """The renderer (``None`` once closed)."""
         return self._handle.renderer if self._handle is not None else None
 
+    @property
+    def _reset_infos(self) -> list[dict]:
+        """The reset infos of the envs themselves: an SB3 ``VecEnvWrapper`` between them and
+        this wrapper (``VecMonitor``, ...) keeps reset infos of its own, always empty."""
+        return self.venv.unwrapped.reset_infos
+
     def _put(self, row: int, info: dict, where: str) -> None:
         if QPOS_KEY not in info:
             raise KeyError(f"OrrbVecEnvObservation: {where} has no {QPOS_KEY!r}; build the envs with "
@@ -66,7 +73,7 @@ class OrrbVecEnvObservation(VecEnvWrapper):
     def reset(self) -> VecEnvObs:
         obs = self.venv.reset()
         n = self.num_envs
-        for i, info in enumerate(self.venv.reset_infos):
+        for i, info in enumerate(self._reset_infos):
             self._put(i, info, f"reset_infos[{i}]")
         response = self._handle.render(self._qpos[:n], self._seeds[:n])
         return self.orrb_render_spec.assemble(response, slice(0, n), obs)
@@ -77,7 +84,7 @@ class OrrbVecEnvObservation(VecEnvWrapper):
         terminal = np.flatnonzero(dones)
         for i in range(n):
             if dones[i]:
-                self._put(i, self.venv.reset_infos[i], f"reset_infos[{i}]")
+                self._put(i, self._reset_infos[i], f"reset_infos[{i}]")
             else:
                 self._put(i, infos[i], f"infos[{i}]")
         for j, i in enumerate(terminal):

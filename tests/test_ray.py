@@ -300,6 +300,12 @@ def test_server_gone_and_moved_hooks_reroute_a_pool_of_orrb_serve_processes(dact
             single.server_moved(0, addresses[2])
             for seed, future in enumerate(futures):
                 assert_same(future.result(timeout=60), reference[seed])
+        # moved with requests in flight and no word that it was gone: they are sent again at the new address
+        with orrb.RemoteRenderer("hooks-moved", addresses[1:2], small_config(), timeout=30) as moved:
+            futures = [moved.render_batch_async({"qpos": dactyl_states[:64], "seed": s}) for s in range(3)]
+            moved.server_moved(0, addresses[2])
+            for seed, future in enumerate(futures):
+                assert_same({k: v[:8] for k, v in future.result(timeout=20).items() if np.ndim(v)}, reference[seed])
     finally:
         for proc in procs:
             proc.kill()

@@ -495,6 +495,8 @@ class Supervisor:
         if server.spawn or self.stopping:
             return
         log.info("%s is now at %s", server.describe(), address)
+        if server.outstanding:  # requests in flight at the old address: sent again once it is ready here
+            self._events.append(Lost(server, f"moved to {address}"))
         tail = address.rsplit(":", 1)[-1]
         server.address, server.port = address, int(tail) if tail.isdigit() else None
         server.error, server.awaited = None, False

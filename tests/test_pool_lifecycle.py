@@ -82,6 +82,31 @@ def test_server_told_to_stop_is_neither_a_failure_nor_restarted(dactyl_states, c
     assert "stopped" in text
 
 
+def test_shutdown_from_a_done_callback_stops_and_reaps_the_servers(dactyl_states):
+    pool = orrb.RemoteRenderer("test-callback", orrb.utils.build_server_configs(1, 1, free_base_port(1)),
+                               small_config()).start()
+    pid = pool.server_pids[0]
+    errors = []
+
+    def shut_down(future):
+        try:
+            pool.shutdown()  # runs on the pool's I/O thread, which completed the future
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        pool.render_batch_async({"qpos": dactyl_states[:4], "seed": 0}).add_done_callback(shut_down)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pool.shutdown()
+    assert not errors and pool.closed
+    assert not _alive(pid), "the server process was left running or unreaped (a zombie)"
+    with pytest.raises(RendererError, match="shut down|shutdown"):
+        pool.render_batch({"qpos": dactyl_states[:1], "seed": 0})
+
+
 def test_interrupted_program_stops_its_servers_within_two_seconds_without_restart_messages():
     port = free_base_port(2)
     script = textwrap.dedent(f"""

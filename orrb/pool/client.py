@@ -221,6 +221,7 @@ class RemoteRenderer(RendererBase):
         self._token = token if token is not None else os.environ.get(wire.TOKEN_ENV) or None
         self._lock = threading.Lock()  # orders stamps and commands between caller threads
         self._io_stopped = False  # the I/O thread has ended: nothing reads commands any more
+        self._reap_on_exit = False  # shut down from the I/O thread itself: it reaps the servers as it ends
         self._commands: collections.deque = collections.deque()
         self._history: History | None = None
         self._renderer_config: RendererConfig | None = None
@@ -363,7 +364,17 @@ class RemoteRenderer(RendererBase):
         thread, self._thread = self._thread, None
         if thread is not None:
             self._command(StopCommand(drain))
+            if thread is threading.current_thread():
+                # shut down from a done callback, which runs on the I/O thread: it cannot wait for
+                # itself, so it stops once the callback returns and then reaps the servers
+                self._reap_on_exit = True
+                return
             thread.join()
+        self._reap()
+
+    def _reap(self) -> None:
+        """Waits for the spawned servers to exit (killing those that do not), removes the token
+        file and closes the wake pipe: the last step of a shutdown, once the I/O thread has ended."""
         procs = [s.proc for s in self._servers if s.proc is not None]
         deadline = time.monotonic() + _STOP_WAIT_S
         for proc in procs:
@@ -378,10 +389,10 @@ class RemoteRenderer(RendererBase):
                 os.unlink(token_file)
             except OSError:
                 pass
-        for fd in (self._wake_r, self._wake_w):
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for fd in fds:
             if fd is not None:
                 os.close(fd)
-        self._wake_r = self._wake_w = None
 
     def __del__(self):
         if getattr(self, "_thread", None) is not None and not getattr(self, "_closed", True):
@@ -719,6 +730,8 @@ class RemoteRenderer(RendererBase):
                 self._work[server.index] = []
             supervisor.close()
             self._started_event.set()
+            if self._reap_on_exit:
+                self._reap()
 
 
 _live_renderers: weakref.WeakSet = weakref.WeakSet()

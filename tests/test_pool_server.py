@@ -255,6 +255,20 @@ def test_shared_secret_server_refuses_clients_without_it(tmp_path, dactyl_states
         stop(proc)
 
 
+@pytest.mark.parametrize("environment", [None, "another secret"])
+def test_spawned_servers_use_the_secret_the_pool_was_given(environment, dactyl_states, monkeypatch):
+    if environment is None:
+        monkeypatch.delenv("ORRB_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("ORRB_SECRET", environment)
+    configs = orrb.utils.build_server_configs(1, 1, free_base_port(1))
+    with orrb.RemoteRenderer("test-secret", configs, small_config(), secret="the pool's own secret",
+                             start_timeout=30) as pool:
+        assert pool.render_batch({"qpos": dactyl_states[:2], "seed": 0})["vision_cam_left"].std() > 5
+        with open(pool.log_files[0]) as f:
+            assert "CURVE, shared secret" in f.read()
+
+
 def test_curve_keys_depend_on_the_secret():
     a, b = curve_keys("one"), curve_keys("two")
     assert a["server"] != b["server"] and a["client"] != a["server"]

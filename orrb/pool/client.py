@@ -173,8 +173,9 @@ class RemoteRenderer(RendererBase):
         connect_timeout: seconds a server given by address may take to answer the handshake;
             past it ``start()`` fails naming the address and the likely causes.
         max_restarts: consecutive failures of one server tolerated before its batches fail.
-        secret: shared secret of servers started with ``orrb serve --secret-file``
-            (default: the ``ORRB_SECRET`` environment variable).
+        secret: CURVE shared secret of the pool's connections (default: the ``ORRB_SECRET``
+            environment variable): servers started by hand need the same one (``orrb serve
+            --secret-file``); spawned servers are given it through their environment.
         token: token of servers started with ``orrb serve --token-file`` (default: the
             ``ORRB_TOKEN`` environment variable). Spawned servers always get a fresh random
             token of their own (through their environment) and refuse every other process.
@@ -217,7 +218,7 @@ class RemoteRenderer(RendererBase):
         self.timeout, self.entry_timeout = float(timeout), float(entry_timeout)
         self.start_timeout, self.connect_timeout = float(start_timeout), float(connect_timeout)
         self.max_restarts = max_restarts
-        self._secret = secret if secret is not None else os.environ.get("ORRB_SECRET") or None
+        self._secret = secret if secret is not None else os.environ.get(wire.SECRET_ENV) or None
         self._token = token if token is not None else os.environ.get(wire.TOKEN_ENV) or None
         self._lock = threading.Lock()  # orders stamps and commands between caller threads
         self._io_stopped = False  # the I/O thread has ended: nothing reads commands any more

@@ -426,8 +426,8 @@ def _read_secret(path: str | None) -> bytes | None:
         if not secret:
             raise SystemExit(f"orrb serve: the secret file {path} is empty")
         return secret
-    env = os.environ.get("ORRB_SECRET")
-    return env.encode() if env else None
+    env = os.environ.get(wire.SECRET_ENV)
+    return os.fsencode(env) if env else None
 
 
 def _read_token(path: str | None) -> str | None:

@@ -335,6 +335,9 @@ class Supervisor:
             env.pop(wire.TOKEN_ENV, None)
             if server.token is not None:
                 env[wire.TOKEN_ENV] = server.token
+            env.pop(wire.SECRET_ENV, None)  # the pool's secret (secret= or this one), so that both ends agree
+            if self.secret is not None:
+                env[wire.SECRET_ENV] = os.fsdecode(self.secret)
             mode = "a" if server.spawns else "w"
             with open(server.log_file, mode) as log_handle:
                 # a session of its own: Ctrl-C in a terminal reaches only the parent, which stops

@@ -76,6 +76,8 @@ EXIT_BIND_FAILED = 3
 """Exit status of a server that could not bind its address (e.g. the port is taken)."""
 TOKEN_ENV = "ORRB_TOKEN"
 """The environment variable that hands a server its token (never the command line)."""
+SECRET_ENV = "ORRB_SECRET"
+"""The environment variable holding the CURVE shared secret (when no secret file is given)."""
 
 
 class Kind(str, enum.Enum):

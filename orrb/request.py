@@ -7,6 +7,8 @@ passed through to the response unchanged.
 
 from __future__ import annotations
 
+import queue as queue_module
+import threading
 from typing import Any
 
 import numpy as np
@@ -69,5 +71,21 @@ def check_request(batch: Request, columns: int) -> tuple[np.ndarray, np.ndarray]
 
 def put_result_on_queue(future, queue) -> None:
     """When ``future`` is done, puts its result, or on failure its exception, on ``queue``,
-    so a consumer of ``render_batch_async`` never waits forever."""
-    future.add_done_callback(lambda f: queue.put(f.exception() if f.exception() else f.result()))
+    so a consumer of ``render_batch_async`` never waits forever.
+
+    The put never blocks the thread that completes ``future`` (a pool's I/O thread, which
+    all other batches need): on a bounded queue that is full, a thread of its own waits for
+    room."""
+
+    def deliver(f) -> None:
+        item = f.exception() if f.exception() else f.result()
+        put_nowait = getattr(queue, "put_nowait", None)  # queues without it (multiprocessing.SimpleQueue) may block
+        try:
+            if put_nowait is not None:
+                put_nowait(item)
+                return
+        except queue_module.Full:
+            pass
+        threading.Thread(target=queue.put, args=(item,), name="orrb-queue-put", daemon=True).start()
+
+    future.add_done_callback(deliver)

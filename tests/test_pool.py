@@ -138,6 +138,17 @@ def test_async_batches_arrive_on_queue_and_future_in_full(pool3, reference, dact
         assert np.array_equal(got[i]["vision_cam_left"], reference["vision_cam_left"][i:i + 8])
 
 
+def test_a_full_result_queue_holds_up_only_its_own_results(pool3, dactyl_states):
+    full = queue.Queue(maxsize=1)  # a consumer that has not come round to it yet
+    for seed in range(3):
+        pool3.render_batch_async({"qpos": dactyl_states[:2], "seed": seed}, full)
+    other = pool3.render_batch_async({"qpos": dactyl_states[:2], "seed": 9})
+    assert other.result(timeout=30)["vision_cam_left"].shape == (2, 32, 32, 3)
+    assert pool3.render_batch({"qpos": dactyl_states[:2], "seed": 9})["vision_cam_left"].shape == (2, 32, 32, 3)
+    seeds = sorted(int(full.get(timeout=30)["seed"]) for _ in range(3))  # then every result arrives
+    assert seeds == [0, 1, 2]
+
+
 @pytest.mark.parametrize("batch, kind, fragment", [
     ({"qpos": np.zeros((2, 5)), "seed": 0}, ValueError, "at least 31"),
     ({"qpos": np.zeros(31), "seed": 0}, ValueError, "two-dimensional"),

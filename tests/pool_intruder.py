@@ -1,9 +1,11 @@
 """Another process on the machine, talking to render servers it does not own (run as a script).
 
 ``python tests/pool_intruder.py MODE ADDRESS...`` opens one persistent ZeroMQ DEALER socket per
-address, sends every message of MODE, reads replies until each message has one (or a few
-seconds pass), and prints one JSON line: ``{"sent": n, "replies": n, "errors": {kind: count},
-"other": [reply types that are not errors]}``.
+address (every other one presents a wrong token in the handshake, the others none), sends
+the messages of MODE until its socket takes no more within a second (once a server has refused
+the handshake, the socket has no connection to queue on), reads replies until each message sent
+has one (or a few seconds pass), and prints one JSON line: ``{"sent": n, "replies": n,
+"errors": {kind: count}, "other": [reply types that are not errors]}``.
 
 Modes:
     ``fuzz``: random bytes, truncated and cut valid messages, and near-valid ``init``,
@@ -11,6 +13,7 @@ Modes:
     a wrong token), plus raw TCP garbage that is not ZeroMQ at all.
     ``valid``: well-formed ``init`` (another scene), ``update`` (a new component),
     ``render`` and ``shutdown`` messages without the pool's token.
+    ``flood``: one message of two 64 MiB frames (within a pool server's frame size limit).
 """
 
 from __future__ import annotations
@@ -95,25 +98,36 @@ def fuzz_messages(asset_dir: str, count: int, seed: int) -> list[list[bytes]]:
 
 def main() -> int:
     mode, asset_dir, addresses = sys.argv[1], sys.argv[2], sys.argv[3:]
-    messages = valid_messages(asset_dir) if mode == "valid" else fuzz_messages(asset_dir, 1200, 7)
+    if mode == "flood":
+        messages = [[b"x" * (64 << 20)] * 2]
+    else:
+        messages = valid_messages(asset_dir) if mode == "valid" else fuzz_messages(asset_dir, 1200, 7)
     context = zmq.Context()
     sockets = []
-    for address in addresses:
+    for i, address in enumerate(addresses):
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 2000)
+        sock.setsockopt(zmq.SNDHWM, 0)  # queue everything
+        sock.setsockopt(zmq.SNDTIMEO, 1000)  # a refused handshake leaves nothing to queue on: give up then
+        if i % 2:
+            wire.offer_token(sock, "not-the-token")
         sock.connect(address)
         sockets.append(sock)
+    sent = 0
     for sock in sockets:
         for frames in messages:
-            sock.send_multipart(frames)
+            try:
+                sock.send_multipart(frames)
+                sent += 1
+            except zmq.Again:  # refused: nothing left to queue messages on
+                break
     if mode == "fuzz":
         for address in addresses:  # bytes that are not ZeroMQ at all
             host, port = address[len("tcp://"):].rsplit(":", 1)
             with socket.create_connection((host, int(port))) as raw:
                 raw.sendall(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    sent = len(messages) * len(sockets)
     replies, errors, other = 0, collections.Counter(), []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 5
     poller = zmq.Poller()
     for sock in sockets:
         poller.register(sock, zmq.POLLIN)

@@ -65,6 +65,7 @@ def served(tmp_path):
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    wire.offer_token(sock, token)
     sock.connect(f"tcp://127.0.0.1:{port}")
     try:
         yield sock, token, log_file
@@ -94,6 +95,7 @@ def test_server_answers_every_random_truncated_and_near_valid_message_and_keeps_
     try:
         fuzz = context.socket(zmq.DEALER)  # one persistent socket: every message is delivered
         fuzz.setsockopt(zmq.LINGER, 0)
+        wire.offer_token(fuzz, token)  # past the handshake: the messages themselves are checked
         fuzz.connect(f"tcp://127.0.0.1:{port}")
         assert request(fuzz, "hello", token=token)[0]["type"] == "hello"
         assert request(fuzz, "init", {"config": small_config().to_dict(), "scene": "s"}, token=token)[0]["type"] == "ready"
@@ -130,6 +132,7 @@ def test_server_answers_every_random_truncated_and_near_valid_message_and_keeps_
         # an oversized frame: the server drops that connection (zmq.MAXMSGSIZE) and keeps serving
         big = context.socket(zmq.DEALER)
         big.setsockopt(zmq.LINGER, 0)
+        wire.offer_token(big, token)
         big.connect(f"tcp://127.0.0.1:{port}")
         big.send_multipart([b"x" * (2 << 20)])
         # raw bytes that are not ZMTP at all
@@ -141,6 +144,7 @@ def test_server_answers_every_random_truncated_and_near_valid_message_and_keeps_
         assert proc.poll() is None, "the server died"
         good = context.socket(zmq.DEALER)
         good.setsockopt(zmq.LINGER, 0)
+        wire.offer_token(good, token)
         good.connect(f"tcp://127.0.0.1:{port}")
         header, out = render(good, token, dactyl_states[:3], scene="s", stamp=0)  # the scene survived
         assert header["type"] == "result" and out["vision_cam_left"].shape == (3, 32, 32, 3)
@@ -243,7 +247,8 @@ def test_shared_secret_server_refuses_clients_without_it(tmp_path, dactyl_states
                                               secret=secret)
             with pytest.raises(RendererError, match="no answer from") as info:
                 stranger.start()
-            assert "refused the ZeroMQ handshake: the shared secrets differ" in str(info.value)
+            assert ("refused the ZeroMQ handshake: the shared secrets differ" if secret else
+                    "refused the ZeroMQ handshake: it requires a token or a shared secret") in str(info.value)
             assert "nothing is listening" not in str(info.value)
             stranger.shutdown()
         with orrb.RemoteRenderer("test-friend", [address], small_config(),
@@ -251,6 +256,23 @@ def test_shared_secret_server_refuses_clients_without_it(tmp_path, dactyl_states
             result = friend.render_batch({"qpos": dactyl_states[:2], "seed": 0})
             assert result["vision_cam_left"].std() > 5
         assert proc.poll() is None, "a client's shutdown must not stop a server it did not spawn"
+    finally:
+        stop(proc)
+
+
+def test_batches_are_split_to_fit_the_servers_message_limit(dactyl_states, monkeypatch):
+    monkeypatch.delenv("ORRB_SECRET", raising=False)
+    port = free_base_port(1)
+    proc = start_server("--port", str(port), "--max-message-mb", "0.05")  # 52 kB: 209 states of 31 columns
+    try:
+        with orrb.RemoteRenderer("test-limit", [f"tcp://127.0.0.1:{port}"], small_config(), timeout=20,
+                                 max_restarts=1) as pool:
+            wide = np.hstack([np.tile(dactyl_states, (8, 1)), np.zeros((512, 69))])  # 512 x 100: 410 kB
+            result = pool.render_batch({"qpos": wide, "seed": 0})  # the extra columns are not sent
+            expected = pool.render_batch({"qpos": dactyl_states[:4], "seed": 0})
+        assert result["vision_cam_left"].shape == (512, 32, 32, 3)
+        np.testing.assert_array_equal(result["vision_cam_left"][:4], expected["vision_cam_left"])
+        np.testing.assert_array_equal(result["qpos"], wide)  # the response carries the request as given
     finally:
         stop(proc)
 
@@ -267,6 +289,28 @@ def test_spawned_servers_use_the_secret_the_pool_was_given(environment, dactyl_s
         assert pool.render_batch({"qpos": dactyl_states[:2], "seed": 0})["vision_cam_left"].std() > 5
         with open(pool.log_files[0]) as f:
             assert "CURVE, shared secret" in f.read()
+
+
+def test_token_server_refuses_connections_without_its_token_in_the_handshake(dactyl_states, monkeypatch):
+    monkeypatch.delenv("ORRB_SECRET", raising=False)
+    monkeypatch.delenv(wire.TOKEN_ENV, raising=False)
+    token = wire.new_token()
+    port = free_base_port(1)
+    proc = start_server("--port", str(port), token=token)
+    address = f"tcp://127.0.0.1:{port}"
+    try:
+        for wrong in (None, "not-the-token"):
+            stranger = orrb.RemoteRenderer("test-stranger", [address], small_config(), connect_timeout=1.5,
+                                           token=wrong)
+            with pytest.raises(RendererError, match="no answer from") as info:
+                stranger.start()
+            assert "refused the ZeroMQ handshake: it requires a token" in str(info.value)
+            assert ("another token" if wrong else "no token") in str(info.value)
+            stranger.shutdown()
+        with orrb.RemoteRenderer("test-friend", [address], small_config(), token=token) as friend:
+            assert friend.render_batch({"qpos": dactyl_states[:2], "seed": 0})["vision_cam_left"].std() > 5
+    finally:
+        stop(proc)
 
 
 def test_curve_keys_depend_on_the_secret():

@@ -56,6 +56,7 @@ log = logging.getLogger("orrb.pool")
 
 _LOOP_TICK_S = 0.1
 _STOP_WAIT_S = 1.5  # how long shutdown() waits for a spawned server to exit before it kills it
+_REQUEST_MARGIN_BYTES = 4096  # kept below a server's largest inbound frame when sizing a request's qpos
 
 
 # -- the work ----------------------------------------------------------------------------------------
@@ -495,6 +496,8 @@ class RemoteRenderer(RendererBase):
             self._check_serving()
             stamp = self._history.stamp
             if qpos.shape[0] > 0:
+                if self._info is not None and qpos.shape[1] > self._info.columns:  # the servers read no more
+                    qpos = np.ascontiguousarray(qpos[:, :self._info.columns])
                 self._command(RenderCommand(_Batch(next(self._seq), future, qpos.shape[0], stamp), qpos, seeds))
                 return future
         # Nothing to send: the outputs of the batch's config stamp, with no entries, once a server
@@ -583,8 +586,12 @@ class RemoteRenderer(RendererBase):
             batch.done = True
             batch.future.set_result(self._layout_for(batch.stamp).allocate(0))
             return
-        # one shard per server, more when a shard would exceed what one request may carry
-        cap = min([self._entries_per_request] + [s.info.get("max_entries", n) for s in live])
+        # one shard per server, more when a shard would exceed what one request may carry: the
+        # servers' state count, and their largest inbound frame (the qpos array; a margin for the rest)
+        row_bytes = command.qpos.shape[1] * command.qpos.itemsize
+        cap = min([self._entries_per_request] + [s.info.get("max_entries", n) for s in live]
+                  + [(s.info["max_message_bytes"] - _REQUEST_MARGIN_BYTES) // row_bytes
+                     for s in live if "max_message_bytes" in s.info])
         parts = max(min(len(live), n), -(-n // max(1, cap)))
         bounds = [(i * n) // parts for i in range(parts + 1)]
         batch.remaining = parts

@@ -8,14 +8,18 @@ Started by :class:`orrb.RemoteRenderer` (one per ``[device, port]`` entry), by
 Who may use it: the server binds ``127.0.0.1`` unless given another address. A server
 given a token (a pool hands its servers a fresh random one through the ``ORRB_TOKEN``
 environment variable; ``orrb serve`` reads it from there or from ``--token-file``)
-answers any message without that token with an ``unauthorized`` error and changes
-nothing, so no other process on the machine can change what a pool renders. Binding
-a non-loopback address needs a shared secret (``--secret-file`` or ``ORRB_SECRET``),
-from which both sides derive ZeroMQ CURVE keys: traffic is encrypted and clients
-without the secret are refused. Every inbound frame is size-limited
-(``zmq.MAXMSGSIZE``) and every header, dtype and shape is checked; nothing received is
-unpickled; a render request that would exceed the entry limit or the memory the
-machine has free is refused before anything is allocated.
+refuses, in the ZeroMQ handshake (the PLAIN mechanism, the token as password), every
+connection that does not present it: nothing such a connection sends is received, so no
+other process on the machine can change what a pool renders or make its server buffer
+data. Binding a non-loopback address needs a shared secret (``--secret-file`` or
+``ORRB_SECRET``), from which both sides derive ZeroMQ CURVE keys: traffic is encrypted and
+connections without the secret are refused in the handshake. A message is also checked
+for the token in its header (with a secret, that is where the token is checked), and one
+without it is answered with an ``unauthorized`` error and changes nothing. Every inbound
+frame is size-limited (``zmq.MAXMSGSIZE``), a message has at most
+:data:`orrb.pool.wire.MAX_FRAMES` frames, and every header, dtype and shape is checked;
+nothing received is unpickled; a render request that would exceed the entry limit or the
+memory the machine has free is refused before anything is allocated.
 
 Scene changes are atomic: ``init`` builds the new engine before it replaces the old
 one, and an ``update`` that fails leaves the chain as it was (the engine is rebuilt
@@ -162,8 +166,9 @@ class RenderServer:
 
     Args:
         address: the ZeroMQ address to bind (``tcp://127.0.0.1:5000``).
-        secret: shared secret for CURVE (``None``: plain ZeroMQ).
-        token: every request must carry it (``None``: any client may talk).
+        secret: shared secret for CURVE (``None``: no encryption).
+        token: every request must carry it, and without ``secret`` every connection must
+            present it in the handshake (``None``: any client may talk).
         max_message_bytes: largest inbound frame; larger ones drop the connection.
         max_entries: most states in one render request.
         verbose: log every request.
@@ -205,6 +210,13 @@ class RenderServer:
                 self.auth.configure_curve_callback("*", credentials_provider=_Allow())
                 self.socket.curve_publickey, self.socket.curve_secretkey = keys["server"]
                 self.socket.curve_server = True
+            elif token is not None:  # connections without the token are refused before they deliver anything
+                from zmq.auth.thread import ThreadAuthenticator
+
+                self.auth = ThreadAuthenticator(self.context)
+                self.auth.start()
+                self.auth.configure_plain("*", {wire.PLAIN_USER: token})
+                self.socket.plain_server = True
             self.socket.bind(address)
         except BaseException:
             self.close()
@@ -290,7 +302,8 @@ class RenderServer:
         if kind is Kind.HELLO:
             return wire.encode(Kind.HELLO, {"id": request_id, "version": get_renderer_version(),
                                             "protocol": wire.PROTOCOL_VERSION, "pid": os.getpid(),
-                                            "max_entries": self.max_entries})
+                                            "max_entries": self.max_entries,
+                                            "max_message_bytes": self.max_message_bytes})
         if kind is Kind.PING:
             return wire.encode(Kind.PONG, {"id": request_id})
         if kind is Kind.SHUTDOWN:

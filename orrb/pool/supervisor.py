@@ -362,6 +362,8 @@ class Supervisor:
             keys = wire.curve_keys(self.secret)
             sock.curve_serverkey = keys["server"][0]
             sock.curve_publickey, sock.curve_secretkey = keys["client"]
+        else:
+            wire.offer_token(sock, server.token)
         server.seen = set()
         if not server.spawn:  # to say why a server given by address does not answer
             server.monitor = sock.get_monitor_socket(_WATCHED)
@@ -524,10 +526,14 @@ class Supervisor:
         address, host_port = server.address, server.address.split("://", 1)[-1]
         head = f"no answer from {address} within {limit:g} s (connect_timeout)"
         seen = server.seen
-        if "handshake failed" in seen:
-            mine = "another one" if self.secret is not None else "none (secret= or ORRB_SECRET)"
-            causes = [f"the server refused the ZeroMQ handshake: the shared secrets differ (this client has {mine}"
-                      f"{', or the server uses none' if self.secret is not None else ''})"]
+        if "handshake failed" in seen and self.secret is not None:
+            causes = ["the server refused the ZeroMQ handshake: the shared secrets differ (this client has another "
+                      "one, or the server uses none)"]
+        elif "handshake failed" in seen:
+            mine = "another token" if server.token is not None else "no token"
+            causes = [f"the server refused the ZeroMQ handshake: it requires a token or a shared secret that this "
+                      f"client lacks (it has {mine} and no secret; token= or ORRB_TOKEN, secret= or ORRB_SECRET)"
+                      + (", or the server requires none" if server.token is not None else "")]
         elif "handshake ok" in seen:
             causes = ["the server took the connection but does not answer: it is busy or hung, or it is not an "
                       "orrb render server"]
@@ -618,7 +624,7 @@ class Supervisor:
                 f"{wanted!r}"))
             return
         self._stop_monitor(server)
-        for field in ("pid", "max_entries"):
+        for field in ("pid", "max_entries", "max_message_bytes"):
             if type(header.get(field)) is int and header[field] > 0:
                 server.info[field] = header[field]
         self._send_init(server)

@@ -9,7 +9,9 @@ frame per array. The header names each array with its dtype and shape::
 Arrays travel as raw buffers (sent with ``copy=False``); nothing is ever unpickled.
 Every size is limited: the header (``MAX_HEADER_BYTES``), the number of frames
 (``MAX_FRAMES``), each array (``max_array_bytes``), and dtypes are whitelisted.
-Malformed input raises :class:`ProtocolError`, never anything else.
+Malformed input raises :class:`ProtocolError`, never anything else. ZeroMQ receives a
+whole message before the frames can be counted, and limits each frame's size, not their
+sum: only peers that passed the handshake (the token, or the shared secret) can send one.
 
 Messages (:class:`Kind`; client -> server, reply):
     ``hello`` -> ``hello`` (``version``, ``protocol``, ``pid``);
@@ -21,8 +23,10 @@ Messages (:class:`Kind`; client -> server, reply):
     ``ping`` -> ``pong``; ``shutdown`` -> ``ok``. Any failure -> ``error`` (``error_type``,
     one of :class:`ErrorKind`, and ``message``) carrying the request's ``id`` when it could be read.
 
-A server that was given a token (the pool's servers always are) answers every message
-that does not carry it with an ``unauthorized`` error and changes nothing. ``streams``
+A server that was given a token (the pool's servers always are) refuses connections that
+do not present it in the handshake (:func:`offer_token`; with a shared secret, the CURVE
+handshake refuses those without the secret instead), and answers every message that does
+not carry it in its header with an ``unauthorized`` error, changing nothing. ``streams``
 map a component stream's name to ``[dtype, k]`` (one row of ``k`` values per entry).
 """
 
@@ -172,6 +176,18 @@ def exception_for(header: dict[str, Any]) -> type[Exception]:
 def new_token() -> str:
     """A fresh random pool token (256 bits, URL-safe text)."""
     return secrets.token_urlsafe(32)
+
+
+PLAIN_USER = "orrb"
+"""The ZeroMQ PLAIN user name of a token's handshake (the token is the password)."""
+
+
+def offer_token(sock, token: str | None) -> None:
+    """Makes client socket ``sock`` (before it connects) present ``token`` in the ZeroMQ
+    handshake, as servers with a token and no shared secret require; ``None``: nothing."""
+    if token is not None:
+        sock.plain_username = PLAIN_USER.encode()
+        sock.plain_password = token.encode()
 
 
 def same_token(expected: str | None, header: dict[str, Any]) -> bool:

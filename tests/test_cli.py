@@ -170,6 +170,7 @@ def test_render_reads_npy_like_csv(tmp_path, dactyl_states):
     (["dataset", "--count", "2", "--out", "{tmp}/afile", "--config", "none"], "afile is a file; expected a folder"),
     (["demo", "--out", "{tmp}", "--config", "none"], "is a folder; expected a file path"),
     (["demo", "--out", "{tmp}/sheet.pgn", "--config", "none"], "expected a path ending in .png"),
+    (["tune", "--out", "{tmp}", "--config", "none"], "is a folder; expected a file path"),
 ])
 def test_bad_input_exits_2_with_a_message_naming_the_problem(args, message, tmp_path, capsys):
     np.savetxt(tmp_path / "narrow.csv", np.zeros((2, 5)), delimiter=",")

@@ -138,6 +138,14 @@ def test_async_batches_arrive_on_queue_and_future_in_full(pool3, reference, dact
         assert np.array_equal(got[i]["vision_cam_left"], reference["vision_cam_left"][i:i + 8])
 
 
+def test_gone_and_moved_hooks_refuse_servers_the_pool_spawned(pool3, dactyl_states):
+    with pytest.raises(ValueError, match=r"server_gone\(0\).*spawned by this pool"):
+        pool3.server_gone(0, "a guess")
+    with pytest.raises(ValueError, match=r"server_moved\(1\).*spawned by this pool"):
+        pool3.server_moved(1, "tcp://127.0.0.1:5999")
+    assert pool3.render_batch({"qpos": dactyl_states[:6], "seed": 0})["vision_cam_left"].shape == (6, 32, 32, 3)
+
+
 def test_a_full_result_queue_holds_up_only_its_own_results(pool3, dactyl_states):
     full = queue.Queue(maxsize=1)  # a consumer that has not come round to it yet
     for seed in range(3):

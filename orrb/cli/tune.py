@@ -101,6 +101,8 @@ def run(args) -> int:
              else RendererConfig())
     states = load_states(args.states or os.path.join(package_relative_path("assets"), "states", "qpos.csv"))
     out = os.path.abspath(os.path.expanduser(args.out)) if args.out else None
+    if out is not None and os.path.isdir(out):
+        raise CommandError(f"--out: {out} is a folder; expected a file path such as {os.path.join(out, 'tuned.json')}")
     if out is not None and not os.path.isdir(os.path.dirname(out)):
         raise CommandError(f"--out: the folder {os.path.dirname(out)} does not exist")
 

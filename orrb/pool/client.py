@@ -413,9 +413,10 @@ class RemoteRenderer(RendererBase):
         :meth:`server_moved` (or fails, with ``for_good``). Thread-safe.
 
         Raises:
-            IndexError: no server ``index``.
+            IndexError: no server ``index``. ValueError: a server this pool spawned (it
+            restarts those itself).
         """
-        self._check_index(index)
+        self._check_index(index, "server_gone")
         self._command(ServerGoneCommand(index, str(reason), bool(for_good)))
 
     def server_moved(self, index: int, address: str) -> None:
@@ -424,18 +425,23 @@ class RemoteRenderer(RendererBase):
         again (also after :meth:`server_gone`). Thread-safe.
 
         Raises:
-            IndexError: no server ``index``. ValueError: not a ``tcp://host:port`` address.
+            IndexError: no server ``index``. ValueError: not a ``tcp://host:port`` address,
+            or a server this pool spawned.
         """
-        self._check_index(index)
+        self._check_index(index, "server_moved")
         if not _is_tcp_address(address):
             raise ValueError(f"server_moved: address must look like 'tcp://host:port' (port 1-65535), got {address!r}")
         self._command(ServerMovedCommand(index, address))
 
-    def _check_index(self, index: int) -> None:
+    def _check_index(self, index: int, hook: str) -> None:
         self._started_info()
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self._servers):
             raise IndexError(f"RemoteRenderer {self.name!r}: server index must be in [0, {len(self._servers)}), "
                              f"got {index!r}")
+        if self._servers[index].spawn:
+            raise ValueError(f"RemoteRenderer {self.name!r}: {hook}({index}): {self._servers[index].describe()} was "
+                             "spawned by this pool, which restarts it itself; the hook is for 'tcp://host:port' "
+                             "entries")
 
     # -- info --------------------------------------------------------------------------------------
     @property

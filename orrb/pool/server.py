@@ -235,8 +235,14 @@ class RenderServer:
     def close(self) -> None:
         """Frees the engine, the authenticator, the socket and the context. Idempotent."""
         scene, self.scene = self.scene, None
-        if scene is not None:
-            scene.engine.close()
+        try:
+            if scene is not None:
+                scene.engine.close()
+        finally:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Stops the authenticator and closes the socket and the context (also when closing the engine failed)."""
         auth, self.auth = self.auth, None
         if auth is not None:
             auth.stop()

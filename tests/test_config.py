@@ -198,3 +198,41 @@ def test_update_with_an_unknown_path_is_refused_and_renderer_stays_usable(dactyl
         with pytest.raises(orrb.ConfigError, match="path 'nope' names no body"):
             renderer.update(other)
         assert renderer.render_batch({"qpos": dactyl_states[:1], "seed": 0})["vision_cam_top"].std() > 5
+
+
+@pytest.mark.gl
+def test_update_that_the_scene_refuses_changes_nothing(dactyl_states):
+    chain = orrb.RendererConfig()
+    chain.add("Tracker", "trk", camera_names="vision_cam_left", tracked_object_names="cube")
+    batch = {"qpos": dactyl_states[:2], "seed": 3}
+    with orrb.LocalRenderer(dactyl_config(camera_names=["vision_cam_left"]), renderer_config=chain) as renderer:
+        before = renderer.render_batch(batch)
+        bad = orrb.RendererConfig()
+        bad.add("Tracker", "trk", camera_names="vision_cam_left,nope")
+        with pytest.raises(orrb.ConfigError, match="unknown camera 'nope'"):
+            renderer.update(bad)
+        after = renderer.render_batch(batch)
+        assert renderer.mutable_renderer_config()["trk"].properties["camera_names"] == "vision_cam_left"
+    assert sorted(after) == sorted(before)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+
+
+@pytest.mark.gl
+def test_update_reads_the_scene_as_built_not_as_the_last_entry_left_it(dactyl_states):
+    def chain(hue_radius):
+        config = orrb.RendererConfig()
+        config.add("MaterialFixedHueRandomizer", "faces", material_prefix="cube", hue_radius=hue_radius)
+        return config
+
+    batch = {"qpos": dactyl_states[:2], "seed": 5}
+    config = dactyl_config(camera_names=["vision_cam_left"])
+    with orrb.LocalRenderer(config, renderer_config=chain(0.2)) as renderer:
+        renderer.render_batch({"qpos": dactyl_states[:2], "seed": 1})  # leaves randomized colours in the model
+        update = orrb.RendererConfig()
+        update.add("MaterialFixedHueRandomizer", "faces", hue_radius=0.0)
+        renderer.update(update)
+        updated = renderer.render_batch(batch)
+    with orrb.LocalRenderer(config, renderer_config=chain(0.0)) as fresh:
+        expected = fresh.render_batch(batch)
+    np.testing.assert_array_equal(updated["vision_cam_left"], expected["vision_cam_left"])

@@ -50,14 +50,17 @@ class ComponentChain:
         """Merges ``renderer_config`` into the chain.
 
         Same-named components get the given properties merged in; new names are appended.
-        Everything is checked before anything changes.
+        Component types are checked before anything changes; a property value the scene
+        refuses (raised by a component's ``update`` or ``initialize``) may leave the chain
+        half-changed, so the caller rebuilds the chain it had from its
+        :meth:`renderer_config`.
 
         Returns:
             True when the model must be rebuilt (a structural property changed or a
             structural component was added); the caller then compiles and initializes again.
 
         Raises:
-            ConfigError: a component name given with another type.
+            ConfigError: a component name given with another type, or a value the scene refuses.
         """
         known = registry()
         by_name = {c.name: c for c in self._components}

@@ -168,16 +168,29 @@ class EngineBase(abc.ABC):
         the model is rebuilt only when a structural property changed or a structural
         component was added.
 
+        An update that fails (a property the scene refuses, such as an unknown camera)
+        changes nothing: the engine goes on with the chain it had.
+
         Raises:
             TypeError: not a :class:`RendererConfig`.
-            ConfigError: a component name given with another type, or a component the
-                backend cannot draw (nothing changed then).
+            ConfigError: a component name given with another type, a component the
+                backend cannot draw, or a property value the scene refuses.
         """
         if not isinstance(renderer_config, RendererConfig):
             raise TypeError(f"update() takes an orrb.RendererConfig, got {type(renderer_config).__name__}")
         self._check_update(renderer_config)
-        if self._chain.update(renderer_config):
+        previous = self._chain.renderer_config()
+        # components read their scene's values (base colours, sizes) at update: the base ones,
+        # not what the last entry's randomization left in the model
+        self._scene.base.restore(self._scene.model)
+        try:
+            if self._chain.update(renderer_config):
+                self._build()
+        except BaseException:
+            # components may be half-changed: rebuild the chain as it was and the scene on it
+            self._chain = ComponentChain(previous)
             self._build()
+            raise
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self):

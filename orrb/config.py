@@ -163,10 +163,21 @@ class ComponentSpec:
     their current values when the config is used in ``update()``). Edit with
     ``spec.set(fov_radius=2.0)`` or ``spec["fov_radius"] = 2.0``; values are
     checked against the component's declared properties.
+
+    Raises:
+        ConfigError: an unknown component type (with the known ones), or a property it
+            does not declare.
     """
 
     def __init__(self, type: str, name: str, path: str = "", properties: dict[str, Any] | None = None,
                  where: str | None = None):
+        from orrb.components.base import registry
+
+        known = registry()
+        if type not in known:
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}unknown component type {type!r}{did_you_mean(type, known)}; "
+                              f"known types: {sorted(known)}")
         self.type = type
         self.name = name
         self.path = path or ""

@@ -35,9 +35,12 @@ def check_request(batch: Request, columns: int) -> tuple[np.ndarray, np.ndarray]
     if "qpos" not in batch:
         raise ValueError(f"the request has no 'qpos' (array [B, {columns}] of joint states); keys: {sorted(batch)}")
     try:
-        qpos = np.asarray(batch["qpos"], dtype=np.float64)
+        qpos = np.asarray(batch["qpos"])
     except (TypeError, ValueError) as e:
         raise TypeError(f"qpos must be a numeric array [B, {columns}]: {e}") from None
+    if qpos.dtype.kind not in "iuf":  # not strings, complex numbers, booleans or objects
+        raise TypeError(f"qpos must be a real numeric array [B, {columns}] (float or int), got dtype {qpos.dtype}")
+    qpos = qpos.astype(np.float64, copy=False)
     if qpos.ndim != 2:
         raise ValueError(f"qpos must be two-dimensional [B, K] with K >= {columns}, got shape {qpos.shape}")
     if qpos.shape[1] < columns:
@@ -53,10 +56,12 @@ def check_request(batch: Request, columns: int) -> tuple[np.ndarray, np.ndarray]
         if seeds.ndim != 1 or seeds.shape[0] != n:
             raise ValueError(f"seeds must be an array [B] with B = {n} (one per qpos row), got shape {seeds.shape}")
         if seeds.dtype.kind not in "iu":
-            if seeds.dtype.kind == "f" and np.all(np.isfinite(seeds)) and np.all(seeds == np.round(seeds)):
+            exact = seeds.dtype.kind == "f" and np.all(np.abs(seeds) < 2.0**53)  # (False for NaN and inf)
+            if exact and np.all(seeds == np.round(seeds)):
                 seeds = seeds.astype(np.int64)
             else:
-                raise ValueError(f"seeds must be integers, got dtype {seeds.dtype}")
+                raise ValueError(f"seeds must be integers (or whole floats below 2**53 in magnitude, which "
+                                 f"float64 holds exactly), got dtype {seeds.dtype}")
         # negative seeds wrap modulo 2**64 (two's complement), as unsigned seeds do
         seeds = seeds.astype(np.int64).view(np.uint64) if seeds.dtype.kind == "i" else seeds.astype(np.uint64)
     elif batch.get("seed") is not None:

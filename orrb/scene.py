@@ -104,6 +104,7 @@ class Mapping:
             self.quat_dst = np.array(quat_starts, dtype=int)
             return
         src, dst, quat_dst, columns = [], [], [], 0
+        owner: dict[int, tuple[int, str]] = {}  # request column -> (line, joint) that reads it
         joint_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or "" for j in range(model.njnt)]
         for lineno, name, index in read_mapping(path):
             jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
@@ -115,6 +116,13 @@ class Mapping:
             jtype = int(model.jnt_type[jid])
             width = JOINT_WIDTH[jtype]
             adr = model.jnt_qposadr[jid]
+            for column in range(index, index + width):
+                if column in owner:
+                    line, other = owner[column]
+                    raise ConfigError(f"mapping {path}:{lineno}: joint {name!r} (columns {index}..{index + width - 1}) "
+                                      f"overlaps joint {other!r} of line {line} at column {column}; each column "
+                                      "drives one joint value")
+                owner[column] = (lineno, name)
             src.extend(range(index, index + width))
             dst.extend(range(adr, adr + width))
             if jtype == mujoco.mjtJoint.mjJNT_BALL:

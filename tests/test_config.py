@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import orrb
+from orrb.config import ComponentSpec
+
 from conftest import dactyl_config
 
 
@@ -112,6 +114,8 @@ def test_editing_a_property_in_python_is_checked():
         spec.set(site_prefx="a")
     with pytest.raises(orrb.ConfigError, match="unknown component type"):
         config.add("Nope", "n")
+    with pytest.raises(orrb.ConfigError, match="unknown component type 'Trackr' .did you mean 'Tracker'"):
+        orrb.RendererConfig([ComponentSpec("Trackr", "t")])
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +134,9 @@ def renderer():
         ({"qpos": np.zeros((2, 31))}, ValueError, ["neither 'seed'", "nor 'seeds'"]),
         ({"qpos": np.zeros((2, 31)), "seeds": [1, 2, 3]}, ValueError, ["seeds", "B = 2", "(3,)"]),
         ({"qpos": np.zeros((2, 31)), "seed": "x"}, TypeError, ["seed must be an int"]),
+        ({"qpos": np.zeros((2, 31)), "seeds": np.array([1e20, 3e20])}, ValueError, ["below 2**53", "float64"]),
+        ({"qpos": [["0.1"] * 31], "seed": 0}, TypeError, ["real numeric array", "<U3"]),
+        ({"qpos": np.zeros((1, 31), complex), "seed": 0}, TypeError, ["real numeric array", "complex128"]),
         ({"seed": 0}, ValueError, ["no 'qpos'"]),
         ("not a dict", TypeError, ["must be a dict"]),
     ],
@@ -166,6 +173,8 @@ def _write(tmp_path, name, text):
         ("bad_xml", orrb.ConfigError, ["model XML", "bad.xml", "cannot load"]),
         ("bad_mapping_joint", orrb.ConfigError, ["bad.mapping:2", "no joint 'robot0:NOPE'"]),
         ("bad_mapping_line", orrb.ConfigError, ["bad.mapping:1", "expected 'joint_name, index'"]),
+        ("overlapping_mapping", orrb.ConfigError, ["bad.mapping:2", "'cube:cube_rot' (columns 1..4) overlaps",
+                                                   "'robot0:WRJ1' of line 1 at column 1"]),
         ("bad_renderer_config", orrb.ConfigError, ["bad.json", "unknown component type 'Nope'"]),
     ],
 )
@@ -175,6 +184,8 @@ def test_bad_config_names_the_file_and_the_problem(tmp_path, assets_dir, edit, e
         config.model_xml_path = _write(tmp_path, "bad.xml", "<mujoco><worldbody><geom type='nope'/></worldbody>")
     elif edit == "bad_mapping_joint":
         config.model_mapping_path = _write(tmp_path, "bad.mapping", "robot0:WRJ1, 0\nrobot0:NOPE, 1\n")
+    elif edit == "overlapping_mapping":
+        config.model_mapping_path = _write(tmp_path, "bad.mapping", "robot0:WRJ1, 1\ncube:cube_rot, 1\n")
     elif edit == "bad_mapping_line":
         config.model_mapping_path = _write(tmp_path, "bad.mapping", "robot0:WRJ1 0\n")
     elif edit == "bad_renderer_config":

@@ -11,11 +11,13 @@ from orrb.config import ComponentSpec, RendererConfig
 CAMS = ["vision_cam_left", "vision_cam_right", "vision_cam_top"]
 
 
-@pytest.mark.parametrize("jitter", [False, True])
-def test_tracked_cube_matches_its_segmentation_mask(jitter, make_dactyl_config, dactyl_states):
+@pytest.mark.parametrize("change", [None, "camera jitter", "cube scaled"])
+def test_tracked_cube_matches_its_segmentation_mask(change, make_dactyl_config, dactyl_states):
     rc = RendererConfig()
-    if jitter:
+    if change == "camera jitter":
         rc.components.append(ComponentSpec("CameraRandomizer", "cam", "", {}))
+    elif change == "cube scaled":  # the box follows the sizes a component gives the geoms in the entry
+        rc.components.append(ComponentSpec("TranslateRotateScale", "grow", "cube", {"scale": (1.6, 1.6, 1.6)}))
     # the hand hidden so that no finger occludes the cube (the mask is then the whole cube)
     rc.components.append(ComponentSpec("Hide", "hide", "", {"body_prefix": "robot0:"}))
     rc.components.append(ComponentSpec("Tracker", "t", "", {"camera_names": ",".join(CAMS),
@@ -35,11 +37,26 @@ def test_tracked_cube_matches_its_segmentation_mask(jitter, make_dactyl_config, 
             ys, xs = np.nonzero(mask[i])
             assert len(xs) > 50, (cam, i)
             centroid = np.array([xs.mean() + 0.5, ys.mean() + 0.5])
-            assert np.linalg.norm(pos[i] - centroid) < 2.0, (cam, i, pos[i], centroid)
+            # the mask's centroid weighs the faces in view: further from the centre on a bigger cube
+            assert np.linalg.norm(pos[i] - centroid) < (3.0 if change == "cube scaled" else 2.0), (cam, i, pos[i],
+                                                                                                    centroid)
             x0, x1, y0, y1 = box[i]
             m = [xs.min(), xs.max() + 1, ys.min(), ys.max() + 1]
             assert x0 <= m[0] + 1 and x1 >= m[1] - 1 and y0 <= m[2] + 1 and y1 >= m[3] - 1, (cam, i, box[i], m)
             assert m[0] - x0 <= 3 and x1 - m[1] <= 3 and m[2] - y0 <= 3 and y1 - m[3] <= 3, (cam, i, box[i], m)
+
+
+def test_object_behind_the_camera_has_no_image_position(make_dactyl_config, dactyl_states):
+    chain = orrb.RendererConfig()
+    chain.add("TranslateRotateScale", "turn", path="vision_cam_left", rotate=(0.0, 0.0, 1.0, 0.0))  # looks away
+    chain.add("Tracker", "t", camera_names="vision_cam_left,vision_cam_top", tracked_object_names="cube")
+    with orrb.LocalRenderer(make_dactyl_config(render_segmentation=True), chain) as renderer:
+        cube = renderer.class_names.index("cube")
+        out = renderer.render_batch({"qpos": dactyl_states[:2], "seed": 0})
+    assert not (out["vision_cam_left_segmentation"] == cube).any()
+    assert np.isnan(out["tracker_cube_X_vision_cam_left"]).all()  # not mirrored into the image
+    assert np.isnan(out["tracker_cube_X_vision_cam_left_bbox"]).all()
+    assert np.isfinite(out["tracker_cube_X_vision_cam_top"]).all()  # the other camera still sees it
 
 
 def test_tracker_without_cameras_emits_nothing_and_renders(make_dactyl_config, dactyl_states):

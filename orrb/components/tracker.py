@@ -14,37 +14,37 @@ from orrb.errors import ConfigError, did_you_mean
 _VISIBLE_GROUPS = 3  # the engine draws geom groups 0, 1, 2 (MuJoCo's default mjvOption)
 
 
-def _box_corners(half: np.ndarray) -> np.ndarray:
-    """``[8, 3]`` corners of a box with half-sizes ``half``."""
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
-    return signs * half
+_CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
+
+# Half-extents of a primitive's bounding box as a linear map of its geom_size: half = A @ size.
+_T = mujoco.mjtGeom
+_HALF_EXTENT = {  # keyed by the type's int value (model.geom_type holds ints)
+    int(_T.mjGEOM_BOX): np.eye(3),
+    int(_T.mjGEOM_ELLIPSOID): np.eye(3),
+    int(_T.mjGEOM_SPHERE): np.array([[1.0, 0, 0], [1, 0, 0], [1, 0, 0]]),
+    int(_T.mjGEOM_CAPSULE): np.array([[1.0, 0, 0], [1, 0, 0], [1, 1, 0]]),
+    int(_T.mjGEOM_CYLINDER): np.array([[1.0, 0, 0], [1, 0, 0], [0, 1, 0]]),
+}
 
 
-def _geom_points(model: mujoco.MjModel, g: int) -> np.ndarray:
-    """Points in geom ``g``'s frame whose projections bound its drawn shape (``[k, 3]``).
+def _geom_points(model: mujoco.MjModel, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points in geom ``g``'s frame whose projections bound its drawn shape, as
+    ``fixed + signs * (A @ geom_size[g])`` so that they follow a size changed per entry:
+    ``(fixed [k, 3], signs [k, 3], A [3, 3])``.
 
-    Boxes: the 8 corners (exact). Meshes: the mesh's vertices (exact). Spheres,
+    Boxes: the 8 corners (exact). Meshes: the mesh's vertices (exact; fixed). Spheres,
     capsules, cylinders and ellipsoids: the corners of their bounding box (a slightly
     loose box). Planes and others: the centre only.
     """
-    t = model.geom_type[g]
-    size = model.geom_size[g]
-    T = mujoco.mjtGeom
-    if t == T.mjGEOM_BOX:
-        return _box_corners(size)
-    if t == T.mjGEOM_MESH:
+    t = int(model.geom_type[g])
+    if t in _HALF_EXTENT:
+        return np.zeros((8, 3)), _CORNER_SIGNS, _HALF_EXTENT[t]
+    if t == _T.mjGEOM_MESH:
         mid = model.geom_dataid[g]
         start, count = model.mesh_vertadr[mid], model.mesh_vertnum[mid]
-        return model.mesh_vert[start:start + count].astype(np.float64)
-    if t == T.mjGEOM_SPHERE:
-        return _box_corners(np.full(3, size[0]))
-    if t == T.mjGEOM_CAPSULE:
-        return _box_corners(np.array([size[0], size[0], size[1] + size[0]]))
-    if t == T.mjGEOM_CYLINDER:
-        return _box_corners(np.array([size[0], size[0], size[1]]))
-    if t == T.mjGEOM_ELLIPSOID:
-        return _box_corners(size)
-    return np.zeros((1, 3))
+        vertices = model.mesh_vert[start:start + count].astype(np.float64)
+        return vertices, np.zeros_like(vertices), np.zeros((3, 3))
+    return np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((3, 3))
 
 
 @register
@@ -63,8 +63,13 @@ class Tracker(Component):
       body; the box covers every drawn geom (groups 0-2, not hidden, alpha > 0) of that
       body's subtree: the cube's box covers its core, face and letter geoms, like its
       segmentation mask. Boxes and meshes project exactly (corners, vertices); other
-      primitives through their bounding box. Geoms hidden by a Hide component earlier
-      in the chain do not count.
+      primitives through their bounding box, at their sizes in the entry (as a
+      TranslateRotateScale earlier in the chain scales them). Geoms hidden by a Hide
+      component earlier in the chain do not count.
+
+    Both are NaN where they have no image position: the origin, or any point of the
+    box, behind the camera (on or behind its image plane), where a pinhole projection
+    would mirror it into the image.
 
     Projections follow MuJoCo's pinhole model (vertical fovy, square pixels, the
     camera looking along its -z with y up) and see the camera as perturbed by the
@@ -100,10 +105,12 @@ class Tracker(Component):
             bodies = np.zeros(m.nbody, dtype=bool)
             bodies[scene.subtree_bodies(int(body))] = True
             geoms = np.flatnonzero(bodies[m.geom_bodyid])
-            points = [_geom_points(m, g) for g in geoms]
-            owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(points)]) if points else np.zeros(0, int)
-            local = np.concatenate(points) if points else np.zeros((0, 3))
-            self._objects.append((alias, origin, geoms, owner, local))
+            parts = [_geom_points(m, g) for g in geoms]
+            owner = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)]) if parts else np.zeros(0, int)
+            fixed = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3))
+            signs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 3))
+            extent = np.stack([p[2] for p in parts]) if parts else np.zeros((0, 3, 3))  # per geom
+            self._objects.append((alias, origin, geoms, owner, (fixed, signs, extent)))
 
     def _resolve(self, name: str) -> tuple[str, int]:
         m = self._scene.model
@@ -133,7 +140,7 @@ class Tracker(Component):
         cams = self._cam_ids
         cam_pos, cam_mat = d.cam_xpos[cams], d.cam_xmat[cams].reshape(-1, 3, 3)
         fovy = m.cam_fovy[cams]
-        for alias, (kind, idx), geoms, owner, local in self._objects:
+        for alias, (kind, idx), geoms, owner, (fixed, signs, extent) in self._objects:
             if kind == "body":
                 origin = d.xpos[idx]
             elif kind == "geom":
@@ -145,7 +152,9 @@ class Tracker(Component):
             drawn &= np.where(matid >= 0, m.mat_rgba[np.maximum(matid, 0), 3] > 0, True)
             keep = drawn[owner]
             gid = geoms[owner[keep]]
-            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), local[keep])
+            half = np.einsum("gij,gj->gi", extent, m.geom_size[geoms])  # [geoms, 3] at this entry's sizes
+            local = fixed[keep] + signs[keep] * half[owner[keep]]
+            pts = d.geom_xpos[gid] + np.einsum("nij,nj->ni", d.geom_xmat[gid].reshape(-1, 3, 3), local)
             x, y = self._project(np.vstack([origin[None], pts]), cam_pos, cam_mat, fovy, w, h)  # [C, 1 + n] each
             uv = np.stack([x[:, 0], y[:, 0]], axis=1)
             if x.shape[1] > 1:
@@ -164,6 +173,6 @@ class Tracker(Component):
         axes = cam_mat.transpose(0, 2, 1).reshape(3 * c, 3)  # rows: each camera's x, y, z axis in world
         rel = (axes @ points.T - np.einsum("cij,ci->cj", cam_mat, cam_pos).reshape(3 * c, 1)).reshape(c, 3, -1)
         depth = -rel[:, 2]  # the camera looks along its -z, y up
-        depth = np.where(np.abs(depth) > 1e-9, depth, 1e-9)
-        f = ((h / 2.0) / np.tan(np.radians(fovy) / 2.0))[:, None] / depth  # focal length in pixels / depth
+        # behind the camera (or on its plane) a point has no image position: NaN, not a mirrored one
+        f = ((h / 2.0) / np.tan(np.radians(fovy) / 2.0))[:, None] / np.where(depth > 1e-9, depth, np.nan)
         return 0.5 + rel[:, 0] * f / w, 0.5 - rel[:, 1] * f / h

@@ -1,6 +1,6 @@
 """Labelled, resumable datasets of randomized renders for vision training (``orrb dataset``).
 
-Format (version 1), everything readable with numpy and json alone::
+Format (version 2), everything readable with numpy and json alone::
 
     DIR/manifest.json        what the dataset is (written first, checked on resume)
     DIR/shard_00000.npz      items [0, shard_size)
@@ -10,8 +10,11 @@ Format (version 1), everything readable with numpy and json alone::
 ``shard_size``, ``num_shards``, ``seed``, ``cameras``, ``image_width``,
 ``image_height``, ``class_names`` (segmentation class id -> name, 0 = background),
 ``object`` (the body whose pose is labelled), ``renderer_config`` (the component
-chain, original JSON format), ``qpos_columns``, ``arrays`` (name -> per-item shape,
-dtype and meaning) and ``description``. Each shard holds, for its ``n`` items:
+chain, original JSON format), ``qpos_columns``, what was rendered (``segmentation``,
+``depth``, ``normals``, ``alpha``, ``render_settings``, ``backend``), the scene's files
+(``model_xml_path``, and ``model_sha256`` / ``mapping_sha256``: hashes of the model XML's
+and the mapping file's contents), ``arrays`` (name -> per-item shape, dtype and meaning;
+added with the first shard) and ``description``. Each shard holds, for its ``n`` items:
 
 - ``images_<camera>``: uint8 ``[n, H, W, 3]`` colour images;
 - ``segmentation_<camera>``: uint8 ``[n, H, W]`` class ids (``class_names``), unless
@@ -20,8 +23,8 @@ dtype and meaning) and ``description``. Each shard holds, for its ``n`` items:
 - ``normals_<camera>``: float32 ``[n, H, W, 3]`` (only with normals);
 - every auxiliary stream of the chain under its own name, e.g.
   ``tracker_cube_X_<camera>`` float32 ``[n, 2]`` (normalized image position, x right,
-  y down, (0, 0) top-left) and ``tracker_cube_X_<camera>_bbox`` float32 ``[n, 4]``
-  (``[x_min, x_max, y_min, y_max]``, normalized);
+  y down, (0, 0) top-left; NaN behind the camera) and ``tracker_cube_X_<camera>_bbox``
+  float32 ``[n, 4]`` (``[x_min, x_max, y_min, y_max]``, normalized);
 - ``<object>_pos`` float64 ``[n, 3]`` world position (m) and ``<object>_quat``
   float64 ``[n, 4]`` world orientation (w, x, y, z) of the labelled body;
 - ``qpos`` float64 ``[n, K]`` the rendered states (mapping order), ``seeds`` uint64
@@ -43,6 +46,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import warnings
@@ -65,7 +70,7 @@ __all__ = [
 ]
 
 FORMAT = "orrb-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 # Fraction of each hand joint's range that sampled states use, (low, high) of [lo, hi]:
@@ -194,6 +199,14 @@ def load_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def _file_sha256(path: str | None) -> str | None:
+    """The SHA-256 of a file's bytes (hex), or None without a file."""
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def shard_name(index: int) -> str:
     return f"shard_{index:05d}.npz"
 
@@ -210,9 +223,11 @@ def load_dataset(directory: str | os.PathLike, allow_partial: bool = False) -> d
 
     Raises:
         FileNotFoundError: the manifest, or (without ``allow_partial``) a shard, is missing.
+        ValueError: a shard whose arrays differ from the others' or hold another number of items.
     """
     manifest = load_manifest(directory)
     parts: dict[str, list[np.ndarray]] = {}
+    keys = None
     for s in range(manifest["num_shards"]):
         path = os.path.join(os.fspath(directory), shard_name(s))
         if not os.path.isfile(path):
@@ -223,8 +238,18 @@ def load_dataset(directory: str | os.PathLike, allow_partial: bool = False) -> d
                 f"(rerun the same 'orrb dataset' command to finish it)"
             )
         with np.load(path, allow_pickle=False) as shard:
+            if keys is None:
+                keys = sorted(shard.files)
+            elif sorted(shard.files) != keys:
+                raise ValueError(f"dataset {directory}: {shard_name(s)} holds arrays {sorted(shard.files)}, the "
+                                 f"shards before it {keys}: shards written with different settings")
+            expected = min(manifest["shard_size"], manifest["count"] - s * manifest["shard_size"])
             for key in shard.files:
-                parts.setdefault(key, []).append(shard[key])
+                value = shard[key]
+                if len(value) != expected:
+                    raise ValueError(f"dataset {directory}: {shard_name(s)}[{key!r}] holds {len(value)} items; "
+                                     f"expected {expected}")
+                parts.setdefault(key, []).append(value)
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
@@ -247,7 +272,8 @@ def _describe(arrays: dict[str, np.ndarray], object_name: str) -> dict[str, dict
         elif key.startswith("tracker_") and key.endswith("_bbox"):
             doc = "tracked object's box [x_min, x_max, y_min, y_max], normalized image coordinates"
         elif key.startswith("tracker_"):
-            doc = "tracked object's origin (x right, y down), normalized image coordinates; outside [0, 1] off-screen"
+            doc = ("tracked object's origin (x right, y down), normalized image coordinates; outside [0, 1] "
+                   "off-screen, NaN behind the camera")
         else:
             doc = meaning.get(key, "auxiliary stream of the renderer config")
         out[key] = {"shape": list(value.shape[1:]), "dtype": str(value.dtype), "doc": doc}
@@ -311,16 +337,23 @@ class DatasetWriter:
             "image_height": config.image_height,
             "segmentation": bool(config.render_segmentation),
             "depth": bool(config.render_depth),
+            "normals": bool(config.render_normals),
+            "alpha": bool(config.render_alpha),
+            "render_settings": dataclasses.asdict(config.render_settings),
+            "backend": config.backend,
             "class_names": list(class_names),
             "object": object_name,
             "model_xml_path": os.path.basename(xml),
+            "model_sha256": _file_sha256(xml),
+            "mapping_sha256": _file_sha256(config.resolve(config.model_mapping_path)),
             "qpos_columns": int(self._mapping.columns),
             "renderer_config": renderer_config_json or {"components": []},
         }
 
     # what must match for a rerun to continue an existing dataset
     _IDENTITY = ("version", "count", "shard_size", "seed", "cameras", "image_width", "image_height",
-                 "segmentation", "depth", "object", "model_xml_path", "qpos_columns", "renderer_config")
+                 "segmentation", "depth", "normals", "alpha", "render_settings", "backend", "object",
+                 "model_xml_path", "model_sha256", "mapping_sha256", "qpos_columns", "renderer_config")
 
     def check_existing(self) -> None:
         """Checks that the dataset already in ``directory`` was written with the same arguments.
@@ -339,6 +372,30 @@ class DatasetWriter:
                 f"{self.directory} holds a different dataset ({details}); rerun with the same settings "
                 f"to resume it, or choose another --out folder"
             )
+
+    def check_folder(self) -> None:
+        """Creates ``directory``, or checks that the dataset it holds is this one (and takes
+        over its array descriptions).
+
+        Raises:
+            ValueError: a different dataset is there, or shards without a manifest.
+        """
+        os.makedirs(self.directory, exist_ok=True)
+        if os.path.isfile(os.path.join(self.directory, MANIFEST)):
+            self.check_existing()
+            existing = load_manifest(self.directory)
+            if "arrays" in existing:
+                self.manifest["arrays"] = existing["arrays"]
+        elif self.num_shards > len(self.pending_shards()):
+            raise ValueError(f"{self.directory} holds dataset shards but no {MANIFEST}, so nothing says how they "
+                             "were made; choose another --out folder, or remove the shards")
+
+    def open(self) -> None:
+        """:meth:`check_folder`, then writes the manifest (without ``arrays``) when there is
+        none: before any shard, so a rerun always has settings to check."""
+        self.check_folder()
+        if not os.path.isfile(os.path.join(self.directory, MANIFEST)):
+            self._write_manifest_file()
 
     def pending_shards(self) -> list[int]:
         return [s for s in range(self.num_shards)
@@ -396,6 +453,9 @@ class DatasetWriter:
     def write_manifest(self, arrays: dict[str, np.ndarray]) -> None:
         """Writes ``manifest.json``, describing the arrays of a shard (``arrays``: one shard's)."""
         self.manifest["arrays"] = _describe(arrays, self.object_name)
+        self._write_manifest_file()
+
+    def _write_manifest_file(self) -> None:
         path = os.path.join(self.directory, MANIFEST)
         tmp = path + f".{os.getpid()}.tmp"
         with open(tmp, "w") as f:
@@ -416,12 +476,7 @@ class DatasetWriter:
 
         from tqdm import tqdm
 
-        os.makedirs(self.directory, exist_ok=True)
-        if os.path.isfile(os.path.join(self.directory, MANIFEST)):
-            self.check_existing()
-            existing = load_manifest(self.directory)
-            if "arrays" in existing:
-                self.manifest["arrays"] = existing["arrays"]
+        self.open()
         pending = self.pending_shards()
         if stop_after is not None:
             pending = pending[:max(0, int(stop_after))]
@@ -440,7 +495,7 @@ class DatasetWriter:
                                                                             queue_module.Queue())))
                 shard, future = futures.pop(0)
                 arrays = self.shard_arrays(shard, future.result())
-                if "arrays" not in self.manifest or not os.path.isfile(os.path.join(self.directory, MANIFEST)):
+                if "arrays" not in self.manifest:
                     self.write_manifest(arrays)
                 self.write_shard(shard, arrays)
                 written += 1

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -54,6 +55,13 @@ log = logging.getLogger("orrb.ray")
 PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 _WATCH_TICK_S = 0.2
 _KILL_WAIT_S = 10.0  # how long shutdown() waits for killed actors to be reported dead
+
+
+def _remote_error(error: BaseException) -> str:
+    """The line of a Ray error (which carries the remote traceback) that says what went wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (raised[-1] if raised else lines[0] if lines else type(error).__name__)[:500]
 
 
 def _prepare_device() -> tuple[list, str]:
@@ -425,7 +433,7 @@ def render_dataset(config: RemoteRendererConfig, chain: RendererConfig, director
     """
     from tqdm import tqdm
 
-    from orrb.dataset import MANIFEST, DatasetWriter, load_manifest
+    from orrb.dataset import DatasetWriter
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -433,20 +441,20 @@ def render_dataset(config: RemoteRendererConfig, chain: RendererConfig, director
         ray.init()
     chain_json = chain.to_dict()
     directory = os.path.abspath(os.fspath(directory))
+    # checked here first (the object, a different dataset in the folder), not in every worker
+    writer = DatasetWriter(None, config, directory, count, shard_size, seed, object_name=object_name,
+                           renderer_config_json=chain_json)
+    writer.check_folder()
     actor_class = ray.remote(_DatasetActor).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                                                     max_restarts=1, max_task_retries=2)
     actors = [actor_class.remote(config, chain_json, directory, count, shard_size, seed, object_name)
               for _ in range(workers)]
     try:
-        class_names = ray.get(actors[0].class_names.remote())
-        writer = DatasetWriter(None, config, directory, count, shard_size, seed, object_name=object_name,
-                               renderer_config_json=chain_json, class_names=class_names)
-        os.makedirs(directory, exist_ok=True)
-        if os.path.isfile(os.path.join(directory, MANIFEST)):
-            writer.check_existing()
-            existing = load_manifest(directory)
-            if "arrays" in existing:
-                writer.manifest["arrays"] = existing["arrays"]
+        try:
+            writer.manifest["class_names"] = list(ray.get(actors[0].class_names.remote()))
+        except ray.exceptions.RayError as e:
+            raise RendererError(f"orrb dataset on Ray: worker 0 could not start: {_remote_error(e)}") from None
+        writer.open()  # the manifest before any shard
         pending = writer.pending_shards()
         if stop_after is not None:
             pending = pending[:max(0, int(stop_after))]
@@ -468,7 +476,7 @@ def render_dataset(config: RemoteRendererConfig, chain: RendererConfig, director
                     empty = ray.get(ready[0])
                 except ray.exceptions.RayError as e:
                     raise RendererError(f"orrb dataset on Ray: worker {w} failed on shard {shard}: {e}") from None
-                if "arrays" not in writer.manifest or not os.path.isfile(os.path.join(directory, MANIFEST)):
+                if "arrays" not in writer.manifest:
                     writer.write_manifest(empty)
                 written += 1
                 bar.update(min(shard_size, count - shard * shard_size))

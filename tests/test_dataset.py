@@ -127,7 +127,7 @@ def test_dataset_loads_with_numpy_and_json_alone_as_documented(tmp_path):
     out = tmp_path / "ds"
     assert main(_args(out, 3, 2, "--depth")) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "orrb-dataset" and manifest["version"] == 1
+    assert manifest["format"] == "orrb-dataset" and manifest["version"] == 2
     assert manifest["count"] == 3 and manifest["num_shards"] == 2 and manifest["cameras"] == ["vision_cam_left"]
     assert manifest["image_width"] == manifest["image_height"] == 32
     assert "shard_" in manifest["description"]
@@ -147,6 +147,40 @@ def test_rerun_with_other_settings_refuses_to_mix_datasets(tmp_path, capsys):
     assert main([*_args(out, 2, 2, "--no-segmentation")[:-4], "--seed", "4", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "seed: existing 3, now 4" in err and "another --out folder" in err
+
+
+def test_rerun_with_other_render_settings_refuses_to_mix_datasets(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(_args(out, 2, 1, "--no-segmentation", "--msaa", "0", "--stop-after", "1")) == 0
+    assert main(_args(out, 2, 1, "--no-segmentation", "--msaa", "4")) == 2
+    err = capsys.readouterr().err
+    assert "render_settings: existing {'msaa_samples': 0" in err and "now {'msaa_samples': 4" in err
+    assert sorted(os.listdir(out)) == ["manifest.json", "shard_00000.npz"]
+
+
+def test_shards_without_a_manifest_are_not_resumed(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(_args(out, 2, 1, "--no-segmentation", "--stop-after", "1")) == 0
+    (out / "manifest.json").unlink()
+    assert main(_args(out, 2, 1, "--no-segmentation")) == 2
+    assert "holds dataset shards but no manifest.json" in capsys.readouterr().err
+
+
+def test_manifest_is_written_before_the_first_shard(tmp_path):
+    out = tmp_path / "ds"
+    assert main(_args(out, 2, 1, "--no-segmentation", "--stop-after", "0")) == 0
+    assert sorted(os.listdir(out)) == ["manifest.json"]  # a rerun can check what it continues
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 3
+
+
+def test_loading_shards_that_disagree_names_the_shard(tmp_path):
+    out = tmp_path / "ds"
+    assert main(_args(out, 3, 2, "--no-segmentation")) == 0
+    with np.load(out / "shard_00001.npz") as shard:
+        arrays = {k: shard[k] for k in shard.files if k != "seeds"}
+    np.savez(out / "shard_00001.npz", **arrays)
+    with pytest.raises(ValueError, match="shard_00001.npz holds arrays"):
+        load_dataset(out)
 
 
 def test_load_states_reads_the_shipped_csv():

@@ -635,6 +635,8 @@ def test_every_shipped_number_property_declares_its_range_and_its_default_lies_w
     ("camera_randomizer", "fov_radius", -1.0, "fov_radius must be >= 0, got -1"),
     ("camera_randomizer", "mode", "Spin", "one of ['Jitter', 'Orbit', 'Both']"),
     ("tracker", "tracked_object_names", "cube,sphere_nowhere", "'sphere_nowhere' names no body, geom or site"),
+    ("lighting_rig", "light_head_count", float("nan"), "'light_head_count' expects an int, got nan"),
+    ("lighting_rig", "light_head_count", 10**400, "light_head_count must be <= 100 and >= 0"),
 ])
 def test_an_edit_out_of_limits_or_refused_by_its_component_changes_nothing(component, prop, value, message):
     from orrb.tune.session import EditError, TuneSession
@@ -664,6 +666,9 @@ def test_a_starting_file_outside_the_limits_opens_with_a_warning_and_other_edits
                                 "min_light_intensity (5) must be <= max_light_intensity (2)"]
     session.set_property("camera", "fov_radius", 2.0)
     assert session.chain["camera"]["fov_radius"] == 2.0 and session.seq == 1
+    session.set_property("lights", "min_light_intensity", 1.0)
+    session.reset()  # back to the starting file, its values outside the limits included
+    assert session.chain == chain and session.seq == 3
 
 
 def test_a_failed_render_keeps_the_edits_accepted_while_it_ran(make_dactyl_config, dactyl_states):

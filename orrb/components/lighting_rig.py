@@ -43,7 +43,8 @@ class LightingRig(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Properties(Properties):
-        light_head_count: int = prop(6, "number of spot lights", low=0, span=(0, 12))
+        light_head_count: int = prop(6, "number of spot lights (MuJoCo draws at most 100 lights in all)", low=0,
+                                     high=mujoco.mjMAXLIGHT, span=(0, 12))
         min_light_distance: float = prop(1.0, "lower bound of a head's horizontal distance to the target (m)",
                                          low=0.0, span=(0.0, 5.0))
         max_light_distance: float = prop(1.5, "upper bound of a head's horizontal distance to the target (m)",

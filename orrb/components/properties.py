@@ -175,7 +175,9 @@ def coerce(spec: PropertySpec, value: Any, where: str) -> Any:
             return value
         raise bad("a bool (true/false)")
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("an int")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise bad("an int")
         return int(value)
     if kind == "float":

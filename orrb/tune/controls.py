@@ -80,6 +80,11 @@ def describe_types() -> dict[str, dict[str, Any]]:
     return out
 
 
+def _number(value) -> str:
+    """A number for a message: floats short (``:g``), ints whole (an int too large for a float too)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)[:40]
+
+
 def range_errors(type_name: str, values: dict[str, Any]) -> dict[str, str]:
     """The hard-limit violations of a component's property values.
 
@@ -102,10 +107,10 @@ def range_errors(type_name: str, values: dict[str, Any]) -> dict[str, str]:
             if lo is not None and (value < lo or (c["open_min"] and value == lo)):
                 bound = f"> {lo:g}" if c["open_min"] else f">= {lo:g}"
                 errors[name] = f"{name} must be {bound}" + (f" and <= {hi:g}" if hi is not None else "") + \
-                    f", got {value:g}"
+                    f", got {_number(value)}"
             elif hi is not None and value > hi:
                 errors[name] = f"{name} must be <= {hi:g}" + (f" and >= {lo:g}" if lo is not None else "") + \
-                    f", got {value:g}"
+                    f", got {_number(value)}"
         elif spec.kind == "color":
             if any(not 0.0 <= v <= 1.0 for v in value):
                 errors[name] = f"{name}: r, g, b, a must be in [0, 1], got {list(value)}"
@@ -116,6 +121,6 @@ def range_errors(type_name: str, values: dict[str, Any]) -> dict[str, str]:
         upper = _MIN.sub(r"\1max_", name, count=1)
         if upper != name and upper in values and name not in errors and specs[name].kind in ("int", "float"):
             if upper not in errors and value > values[upper]:
-                message = f"{name} ({value:g}) must be <= {upper} ({values[upper]:g})"
+                message = f"{name} ({_number(value)}) must be <= {upper} ({_number(values[upper])})"
                 errors[name] = errors[upper] = message
     return errors

@@ -402,9 +402,10 @@ class TuneSession:
         """Hard limits of every component (``limits``), then the components' own checks on a
         scratch scene."""
         current = {spec.name: spec for spec in self._chain.components}
+        starting = {spec.name: spec for spec in RendererConfig.from_json(self.start_json).components}
         for spec in candidate.components if limits else ():
-            if current.get(spec.name) == spec:
-                continue  # as it is now (a starting file may hold values outside the limits)
+            if current.get(spec.name) == spec or starting.get(spec.name) == spec:
+                continue  # as it is now, or as the starting file has it (which may hold values outside the limits)
             errors = range_errors(spec.type, _full(spec))
             if errors:
                 name = focus[1] if focus and focus[0] == spec.name and focus[1] in errors else next(iter(errors))

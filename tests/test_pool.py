@@ -138,6 +138,25 @@ def test_async_batches_arrive_on_queue_and_future_in_full(pool3, reference, dact
         assert np.array_equal(got[i]["vision_cam_left"], reference["vision_cam_left"][i:i + 8])
 
 
+def test_an_update_the_scene_refuses_raises_in_the_caller_and_the_pool_keeps_rendering(dactyl_states):
+    chain = orrb.RendererConfig()
+    chain.add("Tracker", "trk", camera_names="vision_cam_left", tracked_object_names="cube")
+    config = small_config(render_depth=False, render_normals=False, render_segmentation=False)
+    with orrb.RemoteRenderer("test-refused", orrb.utils.build_server_configs(1, 1, free_base_port(1)), config,
+                             chain) as pool:
+        before = pool.render_batch({"qpos": dactyl_states[:2], "seed": 0})
+        for bad in ({"camera_names": "vision_cam_left,nope"}, {"tracked_object_names": "nothing_here"}):
+            update = orrb.RendererConfig()
+            update.add("Tracker", "trk", **bad)
+            with pytest.raises(orrb.ConfigError, match="'nope'|'nothing_here'"):
+                pool.update(update)
+        assert_same(pool.render_batch({"qpos": dactyl_states[:2], "seed": 0}), before)
+        good = orrb.RendererConfig()
+        good.add("Tracker", "trk", camera_names="vision_cam_left,vision_cam_top")
+        pool.update(good)
+        assert "tracker_cube_X_vision_cam_top" in pool.render_batch({"qpos": dactyl_states[:2], "seed": 0})
+
+
 def test_gone_and_moved_hooks_refuse_servers_the_pool_spawned(pool3, dactyl_states):
     with pytest.raises(ValueError, match=r"server_gone\(0\).*spawned by this pool"):
         pool3.server_gone(0, "a guess")

@@ -537,17 +537,20 @@ class RemoteRenderer(RendererBase):
                      for spec in merged.components}  # property names and values, as the servers check them
             placed = [spec.name for spec in renderer_config.components
                       if spec.name not in current or (spec.path and spec.path != current[spec.name].path)]
-            model = None
-            if placed:  # a new component or path: it must find its bodies, cameras and lights in the scene
+            structural = any(set(spec.properties) & built[spec.name].structural for spec in renderer_config.components)
+            if placed or structural or self._model_stamp != self._history.stamp:
                 model = compile_model(self.config, merged)
-                scene = SceneContext(model, list(self.config.camera_names), self.config.image_width,
-                                     self.config.image_height)
-                for name in placed:
-                    built[name].initialize(scene)
+            else:  # the same scene as before the update
+                model = self._model
+            # every component the update names must find its bodies, cameras and lights in the scene,
+            # here, as the servers will: a value they refuse would fail the pool after update() returned
+            scene = SceneContext(model, list(self.config.camera_names), self.config.image_width,
+                                 self.config.image_height)
+            for spec in renderer_config.components:
+                built[spec.name].initialize(scene)
             self._history.updates.append(renderer_config.to_dict())
             self._renderer_config = merged
-            if model is not None:
-                self._model, self._model_stamp = model, self._history.stamp
+            self._model, self._model_stamp = model, self._history.stamp
             self._command(UpdateCommand(self._history.stamp))
         return dataclasses.replace(self._info, renderer_config=merged.copy())
 

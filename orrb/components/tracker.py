@@ -39,7 +39,7 @@ def _geom_points(model: mujoco.MjModel, g: int) -> tuple[np.ndarray, np.ndarray,
     t = int(model.geom_type[g])
     if t in _HALF_EXTENT:
         return np.zeros((8, 3)), _CORNER_SIGNS, _HALF_EXTENT[t]
-    if t == _T.mjGEOM_MESH:
+    if t == int(_T.mjGEOM_MESH):
         mid = model.geom_dataid[g]
         start, count = model.mesh_vertadr[mid], model.mesh_vertnum[mid]
         vertices = model.mesh_vert[start:start + count].astype(np.float64)

@@ -100,7 +100,8 @@ class OrrbDactylEnv(gym.Env):
         render_depth, render_normals, render_segmentation: extra modalities per camera.
         images_only: leave ``state`` and ``goal`` out of the observation.
         renderer_config: ``"default"``, ``None`` (no randomization), a path or an
-            :class:`orrb.RendererConfig`.
+            :class:`orrb.RendererConfig`, for an owned renderer (a shared one draws with
+            the chain it was built with).
         randomize: ``"episode"`` or ``"step"``.
         renderer: a shared renderer (e.g. :class:`orrb.RemoteRenderer`, or any object
             satisfying :class:`orrb.renderer.Renderer`) built with

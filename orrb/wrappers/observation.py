@@ -232,7 +232,8 @@ class OrrbObservation(_RenderStateWrapper, gym.utils.RecordConstructorArgs):
         render_depth, render_normals, render_segmentation: extra modalities.
         images_only: only images (no ``state``).
         renderer_config: ``"default"`` (``assets/gym.renderer_config.json``), ``None``
-            (no randomization), a path or an :class:`orrb.RendererConfig`.
+            (no randomization), a path or an :class:`orrb.RendererConfig`, for an owned
+            renderer (a shared one draws with the chain it was built with).
         randomize: ``"episode"`` (one draw per episode) or ``"step"`` (a new draw each step).
             Seeds come from a generator seeded by ``reset(seed=...)``, so a seeded reset
             reproduces the images exactly without touching the env's own ``np_random``.

@@ -81,6 +81,17 @@ def test_renders_the_same_with_an_sb3_wrapper_between_it_and_the_envs():
         assert infos_m[i]["episode"]["l"] == 2
 
 
+def test_sub_envs_with_different_observations_are_refused_naming_the_one_that_differs():
+    fns = [lambda: gym.make("OrrbDactyl-v0", defer_rendering=True, **KW),
+           lambda: gym.make("OrrbDactyl-v0", defer_rendering=True, images_only=True, **KW)]
+    venv = DummyVecEnv(fns)
+    try:
+        with pytest.raises(ValueError, match="sub-env 1 puts its own observation as 'drop', sub-env 0 as 'merge'"):
+            OrrbVecEnvObservation(venv)
+    finally:
+        venv.close()
+
+
 class Recorder(KVWriter):
     """Keeps every dump of an SB3 logger: ``[{key: value}, ...]``."""
 

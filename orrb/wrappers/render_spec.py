@@ -144,9 +144,12 @@ def shared_render_spec(specs: Iterable[Any], where: str) -> RenderSpec:
     if not isinstance(first, RenderSpec):
         raise TypeError(f"{where}: the sub-envs' orrb_render_spec is {type(first).__name__}, expected an orrb RenderSpec")
     for i, spec in enumerate(specs[1:], 1):
-        if not spec.same_scene(first):
+        if not isinstance(spec, RenderSpec) or not spec.same_scene(first):
             raise ValueError(f"{where}: sub-env {i} renders a different scene or cameras than sub-env 0; all must match")
-    if not first.deferred:
+        if spec.state_mode != first.state_mode:  # one observation space for the batch
+            raise ValueError(f"{where}: sub-env {i} puts its own observation as {spec.state_mode!r}, sub-env 0 as "
+                             f"{first.state_mode!r} (images_only and the state entries must match)")
+    if not all(spec.deferred for spec in specs):
         raise ValueError(
             f"{where}: the sub-envs render their own images; build them with defer_rendering=True "
             "(OrrbDactyl-v0(defer_rendering=True)) or wrap them in orrb.wrappers.OrrbDeferredObservation, "

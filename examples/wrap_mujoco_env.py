@@ -8,6 +8,8 @@ Gymnasium's ``default_camera_config``), next to the env's own state vector under
 camera jitter, colour grading) is drawn once per episode; ``reset(seed=...)`` makes the
 images reproducible. Runs a few random-action episodes and writes a filmstrip PNG.
 
+Needs Gymnasium's MuJoCo envs: ``pip install "orrb[mujoco-envs]"``.
+
 Usage: python examples/wrap_mujoco_env.py [--steps 40] [--size 96] [--out ant_orrb.png]
 """
 
@@ -16,7 +18,8 @@ import argparse
 import gymnasium
 import numpy as np
 
-import orrb  # noqa: F401  (sets MUJOCO_GL=egl before gymnasium imports mujoco)
+import orrb  # sets MUJOCO_GL=egl before gymnasium imports mujoco
+import orrb.extras
 from orrb.wrappers import OrrbObservation
 
 
@@ -34,6 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     """Runs the episodes; returns ``observation_space``, ``frames`` (``uint8 [2H, W, 3]`` each),
     ``first`` and ``again`` (the images of two ``reset(seed=0)``) and the info ``streams``."""
+    try:
+        orrb.extras.import_optional("imageio", "examples/wrap_mujoco_env.py (Gymnasium's MuJoCo envs)")
+    except ModuleNotFoundError as e:
+        raise SystemExit(str(e)) from None
     env = gymnasium.make("Ant-v5", max_episode_steps=args.episode_length)
     env = OrrbObservation(env, camera_names=["track"],
                           free_camera={"distance": 5.0, "azimuth": 135.0, "elevation": -25.0, "trackbodyid": 1},

@@ -240,3 +240,32 @@ def test_warp_without_mujoco_warp_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mujoco_warp", None)
     with pytest.raises(ModuleNotFoundError, match=r'pip install "orrb\[warp\]"'):
         create_engine(dactyl_config(backend="warp"))
+
+
+@needs_warp
+def test_an_update_that_unhides_geoms_and_a_scaled_finger_render_and_track_as_in_gl(states):
+    chain = RendererConfig()
+    chain.add("Hide", "hide", geom_prefix="cube:")
+    chain.add("TranslateRotateScale", "grow", path="robot0:ffdistal", scale=(3.0, 3.0, 3.0))
+    chain.add("Tracker", "t", camera_names="vision_cam_left", tracked_object_names="robot0:ffdistal",
+              tracked_object_aliases="ff")
+    config = dactyl_config(camera_names=["vision_cam_left"], render_segmentation=True)
+    warp_config = config.copy()
+    warp_config.backend = "warp"
+    seeds = np.arange(len(states), dtype=np.uint64)
+    unhide = RendererConfig()
+    unhide.add("Hide", "hide", enabled=False)
+    with RenderEngine(config, chain) as gl, create_engine(warp_config, chain) as warp:
+        cube = gl.class_names.index("cube")
+        outputs = []
+        for _ in range(2):  # hidden, then shown again by the update
+            outputs.append((gl.render(states, seeds), warp.render(states, seeds)))
+            gl.update(unhide)
+            warp.update(unhide)
+    (gl_hidden, warp_hidden), (gl_shown, warp_shown) = outputs
+    assert not (warp_hidden["vision_cam_left_segmentation"] == cube).any()
+    a, b = gl_shown["vision_cam_left_segmentation"] == cube, warp_shown["vision_cam_left_segmentation"] == cube
+    assert a.sum() > 100 and (a & b).sum() / (a | b).sum() >= 0.9  # the ray tracer draws the cube again
+    for out in (gl_hidden, gl_shown):  # the added site geoms count neither for the scale nor the box
+        key = "tracker_ff_X_vision_cam_left_bbox"
+        assert np.array_equal(out[key], (warp_hidden if out is gl_hidden else warp_shown)[key])

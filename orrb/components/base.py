@@ -111,13 +111,20 @@ class SceneContext:
         camera_names: the cameras being rendered, in response order.
         geom_names, body_names, site_names, material_names, camera_list, light_names:
             MuJoCo names by id ("" when unnamed).
+        scene_geoms: ``bool [ngeom]``, False for geoms a backend added to draw something
+            else (the MuJoCo Warp backend's stand-ins for sites): components that act on a
+            body's geoms leave those alone, as the GL engine has none.
     """
 
-    def __init__(self, model: mujoco.MjModel, camera_names: list[str], width: int, height: int):
+    def __init__(self, model: mujoco.MjModel, camera_names: list[str], width: int, height: int,
+                 backend_geoms: np.ndarray | None = None):
         self.model = model
         self.camera_names = list(camera_names)
         self.width = width
         self.height = height
+        self.scene_geoms = np.ones(model.ngeom, dtype=bool)
+        if backend_geoms is not None:
+            self.scene_geoms[np.asarray(backend_geoms, dtype=int)] = False
 
         def names(objtype, count):
             return [mujoco.mj_id2name(model, objtype, i) or "" for i in range(count)]

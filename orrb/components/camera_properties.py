@@ -22,7 +22,8 @@ class CameraProperties(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Properties(Properties):
-        near_clip: float = prop(0.1, "near clip plane (m)", low=0.0, low_open=True, span=(0.001, 1.0))
+        near_clip: float = prop(0.1, "near clip plane (m; the warp backend does not clip there)", low=0.0,
+                                low_open=True, span=(0.001, 1.0))
         far_clip: float = prop(20.0, "far clip plane (m)", low=0.0, low_open=True, span=(1.0, 100.0))
         field_of_view: float = prop(20.0, "vertical field of view (degrees)",
                                     low=0.0, low_open=True, high=180.0, span=(1.0, 120.0))

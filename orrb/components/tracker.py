@@ -104,7 +104,7 @@ class Tracker(Component):
                 origin[0]](origin[1])
             bodies = np.zeros(m.nbody, dtype=bool)
             bodies[scene.subtree_bodies(int(body))] = True
-            geoms = np.flatnonzero(bodies[m.geom_bodyid])
+            geoms = np.flatnonzero(bodies[m.geom_bodyid] & scene.scene_geoms)
             parts = [_geom_points(m, g) for g in geoms]
             owner = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)]) if parts else np.zeros(0, int)
             fixed = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3))

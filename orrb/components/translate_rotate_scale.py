@@ -39,7 +39,7 @@ class TranslateRotateScale(Component):
             self._geoms = np.zeros(0, dtype=int)
         elif scope.kind == "body" and scope.bodies[0] > 0:
             self._kind, self._id = "body", int(scope.bodies[0])
-            self._geoms = np.flatnonzero(m.geom_bodyid == self._id)
+            self._geoms = np.flatnonzero((m.geom_bodyid == self._id) & scene.scene_geoms)
         else:
             raise ConfigError(f"{self.where}: path must name a body or a camera, got {self.path!r}")
 

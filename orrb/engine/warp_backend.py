@@ -18,8 +18,12 @@ tracer skips transparent geoms). Image-space components (post-processing) run th
 
 The ray tracer's headlight and clip planes are fixed when its render context is made: they
 are taken from the set-up entries (every entry of a chunk must agree, which the built-in
-components do). The ray tracer has no MSAA, no reflections and its own lighting model, so
-colours differ from GL's; geometry (depth, segmentation) agrees.
+components do). Only the far clip plane clips: geometry nearer than the near plane
+(``CameraProperties.near_clip``), which GL clips away, is drawn. The ray tracer has no
+MSAA, no reflections and its own lighting model, so colours differ from GL's; geometry
+(depth, segmentation) agrees. Sites are drawn as geoms added for them (``orrb_site_geom_<site
+id>``), placed and sized as their sites in every entry; components that act on a body's geoms
+do not see them.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ SUPPORTED_COMPONENTS = frozenset({
 _WORLD_MODEL_FIELDS = (
     ("geom_rgba", np.float32), ("geom_matid", np.int32), ("geom_size", np.float32),
     ("mat_rgba", np.float32), ("mat_emission", np.float32), ("mat_specular", np.float32),
-    ("mat_shininess", np.float32), ("mat_texid", np.int32), ("cam_fovy", np.float32),
+    ("mat_shininess", np.float32), ("mat_texid", np.int32), ("mat_texrepeat", np.float32), ("cam_fovy", np.float32),
     ("light_type", np.int32), ("light_castshadow", np.bool_), ("light_active", np.bool_),
     ("light_attenuation", np.float32), ("light_cutoff", np.float32), ("light_exponent", np.float32),
     ("light_ambient", np.float32), ("light_diffuse", np.float32), ("light_specular", np.float32),
@@ -137,7 +141,8 @@ class WarpRenderEngine(EngineBase):
             self._warp_model = self._mjw.put_model(compiled.model)
         self._contexts = {}
         self._scene = compiled
-        self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height))
+        self._chain.initialize(SceneContext(compiled.model, list(cfg.camera_names), cfg.image_width, cfg.image_height,
+                                            backend_geoms=self._site_geoms))
         self._hidden = np.zeros(compiled.model.ngeom, bool)
 
     # -- properties ----------------------------------------------------------------------------
@@ -207,11 +212,14 @@ class WarpRenderEngine(EngineBase):
             sites, geoms = self._geom_sites, self._site_geoms
             worlds_model["geom_rgba"][k, geoms] = model.site_rgba[sites]
             worlds_model["geom_matid"][k, geoms] = model.site_matid[sites]
+            worlds_model["geom_size"][k, geoms] = model.site_size[sites]
             model.geom_group[geoms] = model.site_group[sites]
             np.equal(model.geom_group, HIDDEN_GROUP, out=self._hidden)
             worlds_model["geom_rgba"][k, self._hidden] = 0.0  # the ray tracer skips transparent geoms
             for name in _WORLD_DATA_FIELDS:
                 worlds_data[name][k] = getattr(data, name)
+            worlds_data["geom_xpos"][k, geoms] = data.site_xpos[sites]  # where the sites are, as GL draws them
+            worlds_data["geom_xmat"][k, geoms] = data.site_xmat[sites]
         for values in (*worlds_model.values(), *worlds_data.values()):
             values[count:] = values[count - 1]
         wp, mjw = self._wp, self._mjw
@@ -254,6 +262,9 @@ class WarpRenderEngine(EngineBase):
             return self._contexts[key]
         wp, mjw = self._wp, self._mjw
         cfg, model = self.config, self._scene.model
+        # the context is made from the model as built (which geoms it may draw: their groups),
+        # not as the last entry's components left it, then with this launch's headlight and clips
+        self._scene.base.restore(model)
         (hl_active, hl_ambient, hl_diffuse, hl_specular, znear, zfar) = static
         model.vis.headlight.active = hl_active
         model.vis.headlight.ambient, model.vis.headlight.diffuse = hl_ambient, hl_diffuse

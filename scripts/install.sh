@@ -2,7 +2,7 @@
 # Sets up orrb from this checkout on a Debian/Ubuntu machine (other Linux: see step 1).
 #
 #   bash scripts/install.sh          # GL libraries (if missing) + orrb
-#   bash scripts/install.sh --test   # the same + what the tests need (CPU torch, SB3, Gymnasium's MuJoCo envs, pytest)
+#   bash scripts/install.sh --test   # the same + what the tests need (torch 2.13.0, SB3, Gymnasium's MuJoCo envs, pytest)
 #
 # 1. System libraries: MuJoCo renders without a display through EGL (libEGL, Mesa). Missing
 #    Debian packages are installed with apt-get (as root, or with sudo); where that is not
@@ -15,9 +15,11 @@
 #
 # Environment: ORRB_VENV_OPTIONS adds options to `python3 -m venv` when .venv is created
 # (e.g. --system-site-packages, to reuse packages installed for the system's Python);
-# ORRB_TORCH_INDEX is an index to take torch from with --test (default: pip's own configuration).
+# ORRB_TORCH_INDEX is an index to take torch 2.13.0 from with --test (default: pip's own
+# configuration; PyTorch's CPU-only index avoids the multi-GB CUDA build).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$script")/.."
 
 say() { echo "install.sh: $*"; }
 fail() { echo "install.sh: $*" >&2; exit 1; }
@@ -26,7 +28,7 @@ test_extras=0
 for arg in "$@"; do
     case "$arg" in
         --test) test_extras=1 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$script" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) fail "unknown option '$arg' (expected --test or --help)" ;;
     esac
 done
@@ -39,15 +41,24 @@ elif [ -n "${CONDA_PREFIX:-}" ] && [ -x "${CONDA_PREFIX}/bin/python" ]; then
     active="$CONDA_PREFIX"
 fi
 
-base_python=""
-if [ -z "$active" ] && [ ! -x .venv/bin/python ]; then
+# a python3 (or python) >= 3.10 to create .venv with; old_python: one that is too old
+find_base_python() {
+    base_python="" old_python=""
     for candidate in python3 python; do
-        if command -v "$candidate" >/dev/null 2>&1 \
-                && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        command -v "$candidate" >/dev/null 2>&1 || continue
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
             base_python="$(command -v "$candidate")"
-            break
+            return
         fi
+        [ -n "$old_python" ] || old_python="$("$candidate" -c 'import sys; print(sys.executable, "%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
     done
+}
+base_python="" old_python=""
+if [ -z "$active" ] && [ ! -x .venv/bin/python ]; then
+    find_base_python
+    if [ -z "$base_python" ] && [ -n "$old_python" ]; then
+        fail "orrb needs Python 3.10 or newer; the python3 here is ${old_python#* } (${old_python% *}): install a newer Python (or activate a virtual environment or conda env that has one) and rerun"
+    fi
 fi
 
 # -- 1. system libraries ---------------------------------------------------------------------
@@ -75,13 +86,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
         say "installing Debian packages with sudo: ${missing[*]}"
-        sudo apt-get update -qq
-        sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        if ! { sudo apt-get update -qq && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+            echo "install.sh: could not install the Debian packages with sudo; run this, then this script again:" >&2
+            echo "sudo $line" >&2
+            exit 1
+        fi
     else
         echo "install.sh: missing Debian packages and no way to install them here (apt-get as root or with sudo); run this, then this script again:" >&2
         if [ "$(id -u)" -eq 0 ]; then echo "$line" >&2; else echo "sudo $line" >&2; fi
         exit 1
     fi
+fi
+
+if [ -z "$active" ] && [ ! -x .venv/bin/python ] && [ -z "$base_python" ]; then
+    find_base_python   # python3 may have come with the packages just installed
 fi
 
 # -- 2. the environment ------------------------------------------------------------------------
@@ -111,6 +129,10 @@ py=.venv/bin/python
 
 # -- 3. orrb -----------------------------------------------------------------------------------
 say "installing orrb into $where"
+if ! "$py" -m pip --version >/dev/null 2>&1; then   # environments made without pip (uv venv, --without-pip)
+    "$py" -m ensurepip --upgrade >/dev/null 2>&1 \
+        || fail "$where has no pip and ensurepip cannot add it: install pip there ('$py -m ensurepip', or 'uv pip install -e .' with uv), then rerun"
+fi
 "$py" -m pip install -q "pip>=21.3"   # editable installs of a pyproject.toml project (PEP 660)
 # editable (-e): the checkout is the installed code, so edits and `git pull` need no reinstall
 if [ "$test_extras" -eq 1 ]; then
@@ -121,7 +143,7 @@ if [ "$test_extras" -eq 1 ]; then
     if ! "$py" -c "import torch" >/dev/null 2>&1; then
         if [ -n "${ORRB_TORCH_INDEX:-}" ]; then
             say "installing torch from $ORRB_TORCH_INDEX"
-            "$py" -m pip install -q torch --index-url "$ORRB_TORCH_INDEX"
+            "$py" -m pip install -q torch==2.13.0 --index-url "$ORRB_TORCH_INDEX"
         else
             say "installing torch==2.13.0"
             "$py" -m pip install -q torch==2.13.0

@@ -83,6 +83,30 @@ def egl_index_for_cuda_device(cuda_index: int) -> int | None:
     return None
 
 
+def mujoco_selects_by_cuda_id() -> bool:
+    """Whether the installed MuJoCo reads ``MUJOCO_EGL_DEVICE_ID`` as a CUDA device (a
+    visible-device index or CUDA id, where the driver maps EGL devices to CUDA ones), as
+    MuJoCo 4's EGL module does, rather than as an index into EGL's device list."""
+    try:
+        import mujoco.egl as mujoco_egl
+    except Exception:  # no EGL here: nothing reads the variable
+        return False
+    return hasattr(mujoco_egl, "_select_egl_device")
+
+
+def mujoco_egl_device_id(cuda_index: int) -> tuple[int, int] | None:
+    """What ``MUJOCO_EGL_DEVICE_ID`` must hold for MuJoCo to render on CUDA device
+    ``cuda_index`` (counting visible devices, as CUDA does), and that device's EGL index.
+
+    Returns:
+        ``(value, egl_index)``; ``None`` when no EGL device reports that CUDA device.
+    """
+    egl_index = egl_index_for_cuda_device(cuda_index)
+    if egl_index is None:
+        return None
+    return (cuda_index if mujoco_selects_by_cuda_id() else egl_index), egl_index
+
+
 if __name__ == "__main__":  # python -m orrb.egl_device: show the mapping
     try:
         print({i: c for i, c in enumerate(egl_cuda_devices())})

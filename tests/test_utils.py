@@ -100,3 +100,28 @@ def test_rendering_works_when_mujoco_was_imported_before_orrb_without_a_display(
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("visible", [None, "1,0"])
+def test_mujoco_renders_on_the_cuda_device_a_server_is_given(visible, monkeypatch):
+    """The MUJOCO_EGL_DEVICE_ID orrb sets makes the installed MuJoCo's own device choice land on the
+    EGL device of the CUDA device asked for, also when EGL lists the GPUs in another order."""
+    mujoco_egl = pytest.importorskip("mujoco.egl")
+    from orrb import egl_device
+
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setattr(egl_device, "egl_cuda_devices", lambda: [1, 0])  # EGL lists CUDA device 1 first
+    egl_devices, cuda_to_egl = ["egl0", "egl1"], {1: "egl0", 0: "egl1"}
+    cuda_order = [int(v) for v in visible.split(",")] if visible else None
+    for cuda_index in (0, 1):  # counting visible devices
+        physical = cuda_order[cuda_index] if cuda_order else cuda_index
+        value, egl_index = egl_device.mujoco_egl_device_id(cuda_index)
+        assert egl_devices[egl_index] == cuda_to_egl[physical]
+        if egl_device.mujoco_selects_by_cuda_id():  # MuJoCo 4: the variable names a CUDA device
+            picked = mujoco_egl._select_egl_device(egl_devices, cuda_to_egl, cuda_order, value)
+        else:  # earlier MuJoCo: an index into EGL's list
+            picked = egl_devices[value]
+        assert picked == cuda_to_egl[physical], (cuda_index, value)

@@ -101,13 +101,14 @@ def _setup_device(device: int | None, lp_threads: int | None) -> str:
         os.environ["ORRB_WARP_DEVICE"] = f"cuda:{device}"  # the warp backend's device (used when CUDA is there)
     if device is not None and egl_device.nvidia_gpu_present():
         try:
-            egl_index = egl_device.egl_index_for_cuda_device(device)
+            chosen = egl_device.mujoco_egl_device_id(device)
         except Exception as e:  # the driver is there but EGL is not usable: say so and fall back
             return f"device {device}: cannot map the CUDA device to an EGL device ({e}); using MuJoCo's default"
-        if egl_index is None:
+        if chosen is None:
             return f"device {device}: no EGL device reports CUDA device {device}; using MuJoCo's default"
-        os.environ["MUJOCO_EGL_DEVICE_ID"] = str(egl_index)
-        return f"device {device}: CUDA device {device} is EGL device {egl_index} (MUJOCO_EGL_DEVICE_ID)"
+        value, egl_index = chosen
+        os.environ["MUJOCO_EGL_DEVICE_ID"] = str(value)
+        return f"device {device}: CUDA device {device} is EGL device {egl_index} (MUJOCO_EGL_DEVICE_ID={value})"
     if lp_threads is not None:
         os.environ["LP_NUM_THREADS"] = str(lp_threads)
     return f"CPU rendering (device {device} ignored), LP_NUM_THREADS={os.environ.get('LP_NUM_THREADS', 'default')}"

@@ -18,6 +18,10 @@ extra (the README's "Which extra do I need" table):
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
+import shutil
+import sys
 from types import ModuleType
 
 __all__ = ["EXTRAS", "import_optional", "install_line"]
@@ -40,13 +44,24 @@ EXTRAS: dict[str, str] = {
 
 
 
+def _pip() -> str:
+    """``pip`` when the ``python`` on PATH is this environment's; otherwise this
+    interpreter's pip (``/path/.venv/bin/python -m pip``): a bare ``pip`` would install
+    into another environment, or be refused by a system Python (PEP 668)."""
+    on_path = shutil.which("python") or shutil.which("python3")
+    if on_path and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(os.path.abspath(sys.executable)):
+        return "pip"
+    return f"{shlex.quote(sys.executable)} -m pip"
+
+
 def install_line(module: str) -> str:
-    """The command that installs ``module`` (a module name; its top-level package counts)."""
+    """The command that installs ``module`` (a module name; its top-level package counts)
+    into this environment."""
     top = module.split(".")[0]
     extra = EXTRAS.get(top)
     if extra is None:
-        return f"pip install {top}"
-    line = f'pip install "orrb[{extra}]"'
+        return f"{_pip()} install {top}"
+    line = f'{_pip()} install "orrb[{extra}]"'
     if top in ("torch", "stable_baselines3"):
         line += " (for torch's CPU build, install torch first from PyTorch's CPU-only wheel index)"
     return line

@@ -9,12 +9,15 @@ queued (so an ``update()`` applies to the batches queued after it).
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import re
 import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
+from orrb.errors import RendererError
 from orrb.renderer import RendererBase, RendererInfo
 from orrb.request import Request
 
@@ -48,7 +51,17 @@ class LocalRenderer(RendererBase):
         super().__init__(config, renderer_config)
 
     def _start(self) -> RendererInfo:
-        from orrb.engine import create_engine
+        try:
+            from orrb.engine import create_engine  # imports MuJoCo, which loads its GL backend ($MUJOCO_GL)
+        except (ImportError, AttributeError, OSError) as e:
+            text = str(e)
+            if not re.search(r"egl|osmesa|libgl|glfw|opengl", text, re.IGNORECASE):
+                raise
+            backend = os.environ.get("MUJOCO_GL", "egl")
+            raise RendererError(
+                f"cannot create an OpenGL context (MUJOCO_GL={backend!r}): MuJoCo cannot load its GL library "
+                f"(libEGL for egl) ({text.splitlines()[0] if text else type(e).__name__}). On a headless Linux "
+                "machine install EGL and Mesa (apt-get install libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri)") from e
 
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orrb-local")
         try:

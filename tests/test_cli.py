@@ -314,6 +314,10 @@ def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch
     (FileNotFoundError("states file not found: s.csv"), "states file not found: s.csv", None, 2),
     (KeyboardInterrupt(), "interrupted", None, 130),
     (ZeroDivisionError("boom"), "unexpected ZeroDivisionError: boom", "--debug", 1),
+    (RuntimeError("gladLoadGL error"), "no OpenGL through MUJOCO_GL=", "unset MUJOCO_GL", 1),
+    (orrb.RendererError("cannot create an OpenGL context (MUJOCO_GL='egl'): Cannot use EGL rendering platform. "
+                        "The PYOPENGL_PLATFORM environment variable is set to {!r}"), "PYOPENGL_PLATFORM=",
+     "unset PYOPENGL_PLATFORM", 1),
 ])
 def test_every_failure_reads_as_one_line_with_what_to_do(error, message, hint, status):
     from orrb.cli.failures import explain

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from collections.abc import Sequence
+
+from orrb.extras import install_line
 
 __all__ = [
     "CommandError",
@@ -83,6 +86,12 @@ def import_gl():
 
 
 def _missing_library(error: BaseException) -> MissingSystemLibrary:
+    text = str(error)
+    if not (isinstance(error, AttributeError) or re.search(r"EGL|OSMesa|libGL|glfw|GLFW|OpenGL", text)):
+        # not the GL stack: a broken or mismatched MuJoCo (wrong glibc, NumPy, ...); say what it is
+        first = text.splitlines()[0] if text else type(error).__name__
+        return MissingSystemLibrary(f"MuJoCo cannot be imported: {first}",
+                                    hint=f"reinstall it for this Python: {install_line('mujoco')} --force-reinstall")
     backend = (os.environ.get("MUJOCO_GL") or "egl").lower()
     library = {"egl": "libEGL", "osmesa": "libOSMesa", "glfw": "libglfw"}.get(backend, f"the {backend} library")
     detail = f" ({str(error).splitlines()[0]})" if isinstance(error, OSError) and str(error) else ""

@@ -43,10 +43,30 @@ def _first_line(error: BaseException) -> str:
     return line or type(error).__name__
 
 
+def _gl_choice_failure(text: str) -> Failure | None:
+    """A GL backend chosen by the environment that cannot work here, from an error's text."""
+    if "PYOPENGL_PLATFORM" in text:
+        platform = os.environ.get("PYOPENGL_PLATFORM", "")
+        return Failure(f"rendering cannot start: PYOPENGL_PLATFORM={platform} does not match "
+                       f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')}",
+                       "unset PYOPENGL_PLATFORM (orrb then renders through EGL), or set MUJOCO_GL to the same "
+                       "platform", 1)
+    if "gladLoadGL" in text:
+        backend, display = os.environ.get("MUJOCO_GL", ""), os.environ.get("DISPLAY", "")
+        return Failure(f"rendering cannot start: no OpenGL through MUJOCO_GL={backend or '(unset)'} with "
+                       f"DISPLAY={display or '(unset)'}",
+                       "unset MUJOCO_GL to render headless through EGL, or point DISPLAY at a working X server",
+                       1)
+    return None
+
+
 def explain(error: BaseException) -> Failure:
     """The one-line report of ``error`` (any exception); never raises."""
     if isinstance(error, KeyboardInterrupt):
         return Failure("interrupted", None, 130)
+    gl_choice = _gl_choice_failure(str(error))
+    if gl_choice is not None:
+        return gl_choice
     if isinstance(error, CommandError):
         return Failure(_first_line(error), error.hint, 2)
     if isinstance(error, MissingSystemLibrary):

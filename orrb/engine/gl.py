@@ -24,7 +24,7 @@ def gl_context_class():
     another backend explicitly.
     """
     backend = os.environ.get("MUJOCO_GL", "").lower().strip()
-    if backend in ("", "egl") or (backend in ("glfw", "enable", "enabled", "on", "true", "1")
+    if backend in ("", "egl") or (backend in ("glfw", "glx", "enable", "enabled", "on", "true", "1")
                                   and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
         from mujoco.egl import GLContext
 

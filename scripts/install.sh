@@ -18,7 +18,7 @@
 # ORRB_TORCH_INDEX is an index to take torch 2.13.0 from with --test (default: pip's own
 # configuration; PyTorch's CPU-only index avoids the multi-GB CUDA build).
 set -euo pipefail
-script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+script="$(cd "$(dirname "$0")" && pwd)/${0##*/}"
 cd "$(dirname "$script")/.."
 
 say() { echo "install.sh: $*"; }

@@ -11,6 +11,7 @@ Bad request values raise ``ValueError`` / ``TypeError`` in the caller's thread.
 from __future__ import annotations
 
 import difflib
+import re
 
 
 class RendererError(RuntimeError):
@@ -35,3 +36,13 @@ def did_you_mean(name: str, candidates) -> str:
     """Returns ``" (did you mean 'x'?)"`` for the closest candidate, or ``""``."""
     close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_GL_LIBRARY = re.compile(r"egl|osmesa|libgl|glfw|opengl", re.IGNORECASE)
+
+
+def is_gl_load_error(error: BaseException) -> bool:
+    """Whether an exception raised while importing MuJoCo comes from loading its GL library
+    (PyOpenGL reports a missing ``libEGL`` as an ``AttributeError`` deep in its import)
+    rather than from MuJoCo itself (a broken or mismatched install)."""
+    return isinstance(error, AttributeError) or bool(_GL_LIBRARY.search(str(error)))

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import re
 import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orrb.config import RemoteRendererConfig, RendererConfig
-from orrb.errors import RendererError
+from orrb.errors import RendererError, is_gl_load_error
 from orrb.renderer import RendererBase, RendererInfo
 from orrb.request import Request
 
@@ -54,9 +53,9 @@ class LocalRenderer(RendererBase):
         try:
             from orrb.engine import create_engine  # imports MuJoCo, which loads its GL backend ($MUJOCO_GL)
         except (ImportError, AttributeError, OSError) as e:
-            text = str(e)
-            if not re.search(r"egl|osmesa|libgl|glfw|opengl", text, re.IGNORECASE):
+            if not is_gl_load_error(e):
                 raise
+            text = str(e)
             backend = os.environ.get("MUJOCO_GL", "egl")
             raise RendererError(
                 f"cannot create an OpenGL context (MUJOCO_GL={backend!r}): MuJoCo cannot load its GL library "

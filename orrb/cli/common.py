@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 from collections.abc import Sequence
 
+from orrb.errors import is_gl_load_error
 from orrb.extras import install_line
 
 __all__ = [
@@ -87,7 +87,7 @@ def import_gl():
 
 def _missing_library(error: BaseException) -> MissingSystemLibrary:
     text = str(error)
-    if not (isinstance(error, AttributeError) or re.search(r"EGL|OSMesa|libGL|glfw|GLFW|OpenGL", text)):
+    if not is_gl_load_error(error):
         # not the GL stack: a broken or mismatched MuJoCo (wrong glibc, NumPy, ...); say what it is
         first = text.splitlines()[0] if text else type(error).__name__
         return MissingSystemLibrary(f"MuJoCo cannot be imported: {first}",
@@ -147,15 +147,16 @@ def output_folder(path: str, option: str = "--out") -> str:
     return path
 
 
-def output_file(path: str, option: str = "--out") -> str:
-    """``path`` as an absolute file path that can be written, checked before anything renders.
+def output_file(path: str, option: str = "--out", example: str = "x.png") -> str:
+    """``path`` as an absolute file path that can be written, checked before anything renders
+    (``example``: a file name the message suggests inside a folder given instead).
 
     Raises:
         CommandError: ``path`` is a folder, or the nearest of its parents that exists is not one.
     """
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(path):
-        raise CommandError(f"{option}: {path} is a folder; expected a file path such as {os.path.join(path, 'x.png')}")
+        raise CommandError(f"{option}: {path} is a folder; expected a file path such as {os.path.join(path, example)}")
     output_folder(os.path.dirname(path), option)
     return path
 

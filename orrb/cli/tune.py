@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 
-from orrb.cli.common import CommandError, add_scene_options, build_config, make_renderer, positive_int
+from orrb.cli.common import CommandError, add_scene_options, build_config, make_renderer, output_file, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -101,8 +101,8 @@ def run(args) -> int:
              else RendererConfig())
     states = load_states(args.states or os.path.join(package_relative_path("assets"), "states", "qpos.csv"))
     out = os.path.abspath(os.path.expanduser(args.out)) if args.out else None
-    if out is not None and os.path.isdir(out):
-        raise CommandError(f"--out: {out} is a folder; expected a file path such as {os.path.join(out, 'tuned.json')}")
+    if out is not None:
+        output_file(out, example="tuned.json")
     if out is not None and not os.path.isdir(os.path.dirname(out)):
         raise CommandError(f"--out: the folder {os.path.dirname(out)} does not exist")
 

@@ -141,6 +141,8 @@ class TuneSession:
         self.save_path = save_path
         self.source = renderer_config.source
         self.start_json = renderer_config.to_json()
+        # the starting file's components, as reset() reads them back (they may hold values outside the limits)
+        self._starting = {spec.name: spec for spec in RendererConfig.from_json(self.start_json).components}
         self.saved_json = self.start_json
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -402,9 +404,8 @@ class TuneSession:
         """Hard limits of every component (``limits``), then the components' own checks on a
         scratch scene."""
         current = {spec.name: spec for spec in self._chain.components}
-        starting = {spec.name: spec for spec in RendererConfig.from_json(self.start_json).components}
         for spec in candidate.components if limits else ():
-            if current.get(spec.name) == spec or starting.get(spec.name) == spec:
+            if current.get(spec.name) == spec or self._starting.get(spec.name) == spec:
                 continue  # as it is now, or as the starting file has it (which may hold values outside the limits)
             errors = range_errors(spec.type, _full(spec))
             if errors:

@@ -82,10 +82,10 @@ def main() -> None:
                     await new Promise(r => setTimeout(r, 25));
                 }}
                 s.value = '2.345'; s.dispatchEvent(new Event('input'));
+                window.lastDragValue = Number(s.value);  // as the slider's step left it
             }}""")
-            page.wait_for_function("window.tuneStats.pending() === 0 && "
-                                   "document.querySelector('#json').textContent.includes('\"fov_radius\": 2.345')",
-                                   timeout=60000)
+            page.wait_for_function("window.tuneStats.pending() === 0 && document.querySelector('#json').textContent"
+                                   ".includes('\"fov_radius\": ' + window.lastDragValue)", timeout=60000)
             drag_wall = time.perf_counter() - started
             last_change = page.evaluate("window.tuneStats.latencies[window.tuneStats.latencies.length - 1]")
             drag_frames = page.evaluate("window.tuneStats.frames") - frames_before
